@@ -1,0 +1,153 @@
+"""The ``greenserve`` command: argv -> one Config -> single process or master.
+
+The parser is generated from :mod:`greenserve.config`, so every setting has
+exactly the flags, help and validation declared there. Importing this module
+must stay cheap and must not import gevent, asyncio or the application (the
+master runs from here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from greenserve import __version__
+from greenserve.config import SECTIONS, SETTINGS, describe_default, env_name, format_config
+from greenserve.errors import EXIT_APP_LOAD_ERROR, EXIT_OK, GreenserveError
+
+DESCRIPTION = (
+    "A fast, strict WSGI server on gevent greenlets: one greenlet per connection, "
+    "so blocking calls in the application do not block other requests."
+)
+EPILOG = (
+    "Settings can also come from GREENSERVE_<NAME> environment variables, "
+    "greenserve.conf.py or [tool.greenserve] in pyproject.toml (see docs/settings.md). "
+    "Example: greenserve --workers 4 -b 0.0.0.0:8000 myproject.wsgi:application"
+)
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=36, width=100)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greenserve",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    groups = {section: parser.add_argument_group(section) for section in SECTIONS}
+    for name, meta in SETTINGS.items():
+        group = groups[meta.section]
+        help_text = f"{meta.help} [default: {describe_default(name)}; env {env_name(name)}]"
+        help_text = help_text.replace("%", "%%")
+        if meta.positional:
+            group.add_argument(name, nargs="?", metavar=meta.metavar, help=help_text)
+            continue
+        if meta.parse.__name__ == "parse_bool":
+            group.add_argument(*meta.flags, dest=name, action="store_const", const=True, help=help_text)
+            if meta.negative:
+                group.add_argument(
+                    meta.negative, dest=name, action="store_const", const=False, help=argparse.SUPPRESS
+                )
+            continue
+        choices = getattr(meta.parse, "choices", None)
+        group.add_argument(
+            *meta.flags,
+            dest=name,
+            metavar=meta.metavar,
+            action="append" if meta.append else "store",
+            choices=choices if choices and not meta.metavar else None,
+            help=help_text,
+        )
+        if meta.negative:
+            group.add_argument(
+                meta.negative, dest=name, action="store_const", const="", help=argparse.SUPPRESS
+            )
+
+    cli = parser.add_argument_group("Command")
+    cli.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        default=None,
+        help="Python configuration file [default: ./greenserve.conf.py when present]",
+    )
+    cli.add_argument(
+        "--print-config",
+        action="store_true",
+        default=False,
+        help="Print the resolved settings as a configuration file and exit.",
+    )
+    cli.add_argument(
+        "--check-config",
+        action="store_true",
+        default=False,
+        help="Validate the settings, import the application, and exit (0 when it loads).",
+    )
+    cli.add_argument("-v", "--version", action="version", version=f"greenserve {__version__}")
+    return parser
+
+
+def _check_app(config) -> int:
+    from greenserve.worker import boot
+
+    boot.patch()
+    try:
+        boot.load_application(config)
+    except GreenserveError as exc:
+        print(f"greenserve: error: {exc}", file=sys.stderr)
+        return EXIT_APP_LOAD_ERROR
+    print(f"greenserve: configuration OK, {config.app} loads")
+    return EXIT_OK
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and serve; returns the process exit code."""
+    from greenserve import logs
+    from greenserve.config_sources import resolve
+    from greenserve.sockets import validate_binds
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values = {name: value for name, value in vars(args).items() if name in SETTINGS}
+    try:
+        config, _files = resolve(values, config_path=args.config)
+        validate_binds(config.bind)
+    except GreenserveError as exc:
+        print(f"greenserve: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+    if args.print_config:
+        sys.stdout.write(format_config(config))
+        return EXIT_OK
+    if not config.app:
+        parser.error("the application is required, e.g. 'greenserve myproject.wsgi:application'")
+    logs.setup(config)
+    if args.check_config:
+        return _check_app(config)
+
+    if config.workers > 1 and not config.single_process:
+        print(
+            "greenserve: error: --workers > 1 needs the pre-fork master, which this "
+            "version does not have yet; use --workers 1",
+            file=sys.stderr,
+        )
+        return 2
+    from greenserve import single
+
+    return single.run(config)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console-script entry point."""
+    try:
+        code = run(argv)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,632 @@
+"""The one place every setting is declared.
+
+Each field of :class:`Config` carries its command-line flags, help text,
+section and parser as metadata. The argument parser, ``GREENSERVE_*``
+environment variables, configuration files, ``--print-config`` and
+``docs/settings.md`` are all generated from these declarations, so a
+setting cannot exist in one of them and be missing from another.
+
+This module is imported by the master: it must not import gevent, asyncio,
+ssl or the application.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from greenserve.errors import ConfigError
+
+ENV_PREFIX = "GREENSERVE_"
+
+DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)sus'
+
+#: Documented in this order, in ``--help`` and in ``docs/settings.md``.
+SECTIONS = (
+    "Application",
+    "Server socket",
+    "Worker processes",
+    "HTTP",
+    "Limits",
+    "Timeouts",
+    "Proxy",
+    "TLS",
+    "Logging",
+)
+
+
+# --------------------------------------------------------------------------
+# Value parsers. Each takes a string (argv, environment) or an already typed
+# value (configuration file) and returns the typed value or raises ValueError.
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {value!r}")
+
+
+def _number(kind: type, minimum: float | None = None, maximum: float | None = None) -> Callable:
+    def parse(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        try:
+            number = kind(value) if not isinstance(value, str) else kind(value.strip())
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {value!r}"
+            ) from None
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be at least {minimum}, got {number}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum}, got {number}")
+        return number
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes, with an optional binary suffix: ``512``, ``64K``, ``100M``, ``1G``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        match = _SIZE_RE.match(str(value))
+        if not match:
+            raise ValueError(f"expected a size such as 1048576, 64K, 100M or 1G, got {value!r}")
+        number = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if number < 0:
+        raise ValueError(f"must not be negative, got {number}")
+    return number
+
+
+def parse_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def parse_list(value: Any) -> tuple[str, ...]:
+    """A list from a config file, or a comma/space separated string."""
+    if isinstance(value, str):
+        return tuple(item for item in re.split(r"[,\s]+", value.strip()) if item)
+    if isinstance(value, Iterable):
+        items = tuple(value)
+        for item in items:
+            if not isinstance(item, str):
+                raise ValueError(f"expected a list of strings, got {item!r}")
+        return items
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
+def parse_umask(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip()
+        if text.lower() in ("", "none"):
+            return None
+        try:
+            number = int(text, 8) if not text.lower().startswith("0x") else int(text, 16)
+        except ValueError:
+            raise ValueError(f"expected an octal umask such as 022, got {value!r}") from None
+    if not 0 <= number <= 0o777:
+        raise ValueError(f"umask must be between 000 and 777, got {oct(number)}")
+    return number
+
+
+def choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    parse.choices = choices  # type: ignore[attr-defined]
+    return parse
+
+
+def _web_concurrency() -> int:
+    raw = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise ConfigError(f"WEB_CONCURRENCY must be an integer, got {raw!r}") from None
+    return 1
+
+
+def _default_bind() -> tuple[str, ...]:
+    port = os.environ.get("PORT", "").strip()
+    if port.isdigit():
+        return (f"0.0.0.0:{port}",)
+    return ("127.0.0.1:8000",)
+
+
+# --------------------------------------------------------------------------
+# Declarations.
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one :class:`Config` field is exposed to users."""
+
+    flags: tuple[str, ...]
+    help: str
+    section: str
+    parse: Callable[[Any], Any]
+    metavar: str | None = None
+    #: ``True``: each occurrence of the flag adds one item (``-b a -b b``).
+    append: bool = False
+    #: For booleans, the flag that sets ``False`` (``--no-access-log``).
+    negative: str | None = None
+    #: Shown in docs instead of the computed default.
+    default_doc: str | None = None
+    positional: bool = False
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    flags: Iterable[str] = (),
+    help: str,
+    section: str,
+    parse: Callable[[Any], Any],
+    default_factory: Callable[[], Any] | None = None,
+    **options: Any,
+) -> Any:
+    meta = Setting(tuple(flags), help, section, parse, **options)
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata={"setting": meta})
+    return field(default=default, metadata={"setting": meta})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every greenserve setting, resolved and validated. Immutable and picklable."""
+
+    # Application -------------------------------------------------------
+    app: str = setting(
+        "",
+        section="Application",
+        parse=parse_str,
+        positional=True,
+        metavar="APP",
+        help="The application: 'module:attr', 'module' (attr defaults to 'application') "
+        "or 'module:factory(args)' to call a factory with literal arguments.",
+    )
+    chdir: str = setting(
+        "",
+        flags=["--chdir"],
+        section="Application",
+        parse=parse_str,
+        metavar="DIR",
+        help="Change to this directory before loading the application.",
+    )
+    pythonpath: tuple[str, ...] = setting(
+        (),
+        flags=["--pythonpath"],
+        section="Application",
+        parse=parse_list,
+        metavar="DIRS",
+        help="Comma-separated directories to prepend to sys.path before loading the application.",
+    )
+
+    # Server socket -------------------------------------------------------
+    bind: tuple[str, ...] = setting(
+        flags=["-b", "--bind"],
+        default_factory=_default_bind,
+        section="Server socket",
+        parse=parse_list,
+        append=True,
+        metavar="ADDRESS",
+        default_doc="127.0.0.1:8000 (0.0.0.0:$PORT when PORT is set)",
+        help="Address to listen on; repeat for several: 'HOST:PORT', '[::1]:PORT', "
+        "'unix:/path/to.sock' or 'fd://N' for an inherited file descriptor. Port 0 picks a free port.",
+    )
+    backlog: int = setting(
+        2048,
+        flags=["--backlog"],
+        section="Server socket",
+        parse=_number(int, 1, 65535),
+        metavar="N",
+        help="Maximum number of connections waiting to be accepted (listen() backlog).",
+    )
+    reuse_port: bool = setting(
+        False,
+        flags=["--reuse-port"],
+        section="Server socket",
+        parse=parse_bool,
+        help="Set SO_REUSEPORT on TCP listeners, so several servers can bind the same port.",
+    )
+    umask: int | None = setting(
+        None,
+        flags=["--umask"],
+        section="Server socket",
+        parse=parse_umask,
+        metavar="OCTAL",
+        default_doc="inherited",
+        help="Umask applied when creating Unix sockets, e.g. 007 for a socket only the "
+        "owner and group can connect to.",
+    )
+
+    # Worker processes ----------------------------------------------------
+    workers: int = setting(
+        flags=["-w", "--workers"],
+        default_factory=_web_concurrency,
+        section="Worker processes",
+        parse=_number(int, 1, 1024),
+        metavar="N",
+        default_doc="$WEB_CONCURRENCY or 1",
+        help="Number of worker processes.",
+    )
+    single_process: bool = setting(
+        False,
+        flags=["--single-process"],
+        section="Worker processes",
+        parse=parse_bool,
+        help="Serve from this process with no master (always the case on Windows).",
+    )
+    worker_connections: int = setting(
+        1000,
+        flags=["--worker-connections"],
+        section="Worker processes",
+        parse=_number(int, 1, 1_000_000),
+        metavar="N",
+        help="Maximum concurrent connections per worker. When full, idle keep-alive "
+        "connections are closed to make room; otherwise new connections wait in the backlog.",
+    )
+
+    # HTTP ----------------------------------------------------------------
+    http: str = setting(
+        "auto",
+        flags=["--http"],
+        section="HTTP",
+        parse=choice("auto", "h11", "httptools"),
+        metavar="{auto,h11,httptools}",
+        help="HTTP/1.1 parser: 'httptools' (llhttp, fast), 'h11' (pure Python, strict "
+        "reference) or 'auto' (httptools when importable).",
+    )
+    server_header: str = setting(
+        "greenserve",
+        flags=["--server-header"],
+        section="HTTP",
+        parse=parse_str,
+        metavar="NAME",
+        negative="--no-server-header",
+        help="Value of the Server response header (when the application sets none). "
+        "--no-server-header sends none.",
+    )
+    root_path: str = setting(
+        "",
+        flags=["--root-path"],
+        section="HTTP",
+        parse=parse_str,
+        metavar="PATH",
+        help="SCRIPT_NAME of the application when it is mounted below a path prefix, "
+        "e.g. /api. Request paths starting with it have it moved from PATH_INFO to SCRIPT_NAME.",
+    )
+
+    # Limits --------------------------------------------------------------
+    limit_request_line: int = setting(
+        4094,
+        flags=["--limit-request-line"],
+        section="Limits",
+        parse=_number(int, 16, 1024 * 1024),
+        metavar="BYTES",
+        help="Maximum size of the request line (method, target, version); longer gets 414.",
+    )
+    limit_request_fields: int = setting(
+        100,
+        flags=["--limit-request-fields"],
+        section="Limits",
+        parse=_number(int, 1, 32768),
+        metavar="N",
+        help="Maximum number of request header fields; more gets 431.",
+    )
+    limit_request_field_size: int = setting(
+        8190,
+        flags=["--limit-request-field-size"],
+        section="Limits",
+        parse=_number(int, 16, 1024 * 1024),
+        metavar="BYTES",
+        help="Maximum size of one request header field (name and value); larger gets 431.",
+    )
+    max_body_size: int = setting(
+        100 * 1024 * 1024,
+        flags=["--max-body-size"],
+        section="Limits",
+        parse=parse_size,
+        metavar="SIZE",
+        default_doc="100M",
+        help="Maximum request body size (e.g. 10M); larger gets 413. 0 means no limit.",
+    )
+
+    # Timeouts ------------------------------------------------------------
+    keep_alive: float = setting(
+        5.0,
+        flags=["--keep-alive"],
+        section="Timeouts",
+        parse=_number(float, 0, 3600),
+        metavar="SECONDS",
+        help="How long an idle keep-alive connection waits for its next request. 0 disables keep-alive.",
+    )
+    header_timeout: float = setting(
+        10.0,
+        flags=["--header-timeout"],
+        section="Timeouts",
+        parse=_number(float, 0.1, 3600),
+        metavar="SECONDS",
+        help="Time a client has to send a whole request head once it has started one "
+        "(defends against slowloris); exceeded gets 408 and a close.",
+    )
+    client_timeout: float = setting(
+        60.0,
+        flags=["--client-timeout"],
+        section="Timeouts",
+        parse=_number(float, 0.1, 3600),
+        metavar="SECONDS",
+        help="Longest wait for a client to send the next piece of a request body, or to "
+        "accept the next piece of a response, before the connection is dropped.",
+    )
+    graceful_timeout: float = setting(
+        30.0,
+        flags=["--graceful-timeout"],
+        section="Timeouts",
+        parse=_number(float, 0, 86400),
+        metavar="SECONDS",
+        help="On SIGTERM/SIGINT, how long in-flight requests may run before they are cut off.",
+    )
+
+    # Proxy ---------------------------------------------------------------
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"),
+        flags=["--forwarded-allow-ips"],
+        section="Proxy",
+        parse=parse_list,
+        metavar="IPS",
+        help="Comma-separated proxy addresses (or '*') whose X-Forwarded-For, "
+        "X-Forwarded-Proto and Forwarded headers are trusted to set REMOTE_ADDR and "
+        "wsgi.url_scheme. Connections over Unix sockets are always trusted.",
+    )
+    proxy_headers: bool = setting(
+        True,
+        flags=["--proxy-headers"],
+        section="Proxy",
+        parse=parse_bool,
+        negative="--no-proxy-headers",
+        help="Apply forwarded headers from trusted proxies (see --forwarded-allow-ips).",
+    )
+
+    # TLS -----------------------------------------------------------------
+    certfile: str = setting(
+        "",
+        flags=["--certfile"],
+        section="TLS",
+        parse=parse_str,
+        metavar="PATH",
+        help="PEM certificate (chain) file; enables HTTPS on every TCP listener.",
+    )
+    keyfile: str = setting(
+        "",
+        flags=["--keyfile"],
+        section="TLS",
+        parse=parse_str,
+        metavar="PATH",
+        help="PEM private key file (defaults to the certificate file).",
+    )
+    ca_certs: str = setting(
+        "",
+        flags=["--ca-certs"],
+        section="TLS",
+        parse=parse_str,
+        metavar="PATH",
+        help="CA bundle used to verify client certificates (with --cert-reqs).",
+    )
+    cert_reqs: str = setting(
+        "none",
+        flags=["--cert-reqs"],
+        section="TLS",
+        parse=choice("none", "optional", "required"),
+        metavar="{none,optional,required}",
+        help="Whether clients must present a certificate signed by --ca-certs.",
+    )
+
+    # Logging -------------------------------------------------------------
+    log_level: str = setting(
+        "info",
+        flags=["--log-level"],
+        section="Logging",
+        parse=choice("debug", "info", "warning", "error", "critical"),
+        metavar="LEVEL",
+        help="Error log level: debug, info, warning, error or critical.",
+    )
+    error_logfile: str = setting(
+        "-",
+        flags=["--error-logfile"],
+        section="Logging",
+        parse=parse_str,
+        metavar="PATH",
+        help="Where the error log goes; '-' is stderr.",
+    )
+    access_log: bool = setting(
+        True,
+        flags=["--access-log"],
+        section="Logging",
+        parse=parse_bool,
+        negative="--no-access-log",
+        help="Log one line per request (costs a little throughput; off in benchmarks).",
+    )
+    access_logfile: str = setting(
+        "-",
+        flags=["--access-logfile"],
+        section="Logging",
+        parse=parse_str,
+        metavar="PATH",
+        help="Where the access log goes; '-' is stderr.",
+    )
+    access_logformat: str = setting(
+        DEFAULT_ACCESS_LOG_FORMAT,
+        flags=["--access-logformat"],
+        section="Logging",
+        parse=parse_str,
+        metavar="FORMAT",
+        help="Access log line with gunicorn's atoms: %(h)s remote address, %(r)s request line, "
+        "%(s)s status, %(b)s body bytes, %(D)s microseconds, %({header}i)s request header, "
+        "%({header}o)s response header, ... (see docs/logging.md).",
+    )
+
+    # ---------------------------------------------------------------------
+
+    def __post_init__(self) -> None:
+        if self.keyfile and not self.certfile:
+            raise ConfigError("keyfile is set but certfile is not")
+        if self.cert_reqs != "none" and not self.ca_certs:
+            raise ConfigError(f"cert_reqs={self.cert_reqs} needs ca_certs")
+        if not self.bind:
+            raise ConfigError("bind: at least one address is needed")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ConfigError("root_path must start with '/' and not end with one, e.g. /api")
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed (validated like any other source)."""
+        return from_mapping({**self.as_dict(), **changes}, "replace()")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.certfile)
+
+
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(Config)}
+
+
+def suggest(name: str) -> str:
+    """A ``did you mean`` hint for an unknown setting name."""
+    close = difflib.get_close_matches(name.replace("-", "_").lower(), SETTINGS, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def from_mapping(values: Mapping[str, Any], source: str) -> Config:
+    """Validate ``{setting: raw value}`` from one or more sources into a Config."""
+    parsed: dict[str, Any] = {}
+    for name, raw in values.items():
+        meta = SETTINGS.get(name)
+        if meta is None:
+            raise ConfigError(f"{source}: unknown setting {name!r}{suggest(name)}")
+        try:
+            parsed[name] = meta.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {name}: {exc}") from None
+    try:
+        return Config(**parsed)
+    except TypeError as exc:  # pragma: no cover - guarded by the SETTINGS check above
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Raw ``GREENSERVE_*`` values; an unknown one is an error, not ignored."""
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in ("config",):
+            continue
+        if name not in SETTINGS:
+            raise ConfigError(f"environment: unknown variable {key}{suggest(name)}")
+        values[name] = raw
+    return values
+
+
+def describe_default(name: str) -> str:
+    meta = SETTINGS[name]
+    if meta.default_doc is not None:
+        return meta.default_doc
+    value = getattr(Config(), name)
+    if isinstance(value, tuple):
+        return ",".join(value) if value else "(none)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value == "":
+        return "(empty)"
+    return str(value)
+
+
+def format_config(config: Config) -> str:
+    """The resolved settings as a valid ``greenserve.conf.py``."""
+    lines = []
+    for name in SETTINGS:
+        value = getattr(config, name)
+        if name == "umask" and value is not None:
+            lines.append(f"{name} = 0o{value:03o}")
+        elif isinstance(value, tuple):
+            lines.append(f"{name} = {list(value)!r}")
+        else:
+            lines.append(f"{name} = {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def settings_markdown() -> str:
+    """``docs/settings.md``: generated, and checked by a test to stay current."""
+    out = [
+        "# Settings reference",
+        "",
+        "<!-- Generated from greenserve/config.py by `python -m greenserve.config`; do not edit. -->",
+        "",
+        "Every setting can be given, from highest to lowest precedence, as a command-line flag,",
+        f"as an environment variable `{ENV_PREFIX}<NAME>`, in a configuration file",
+        "(`greenserve.conf.py` in the working directory, or `--config PATH`; names as below),",
+        "or in `[tool.greenserve]` of `pyproject.toml`. Lists are given comma-separated",
+        "on the command line and in the environment.",
+        "",
+    ]
+    for section in SECTIONS:
+        out += [f"## {section}", ""]
+        for name, meta in SETTINGS.items():
+            if meta.section != section:
+                continue
+            out.append(f"### `{name}`")
+            out.append("")
+            flags = list(meta.flags) or [meta.metavar or name.upper()]
+            if meta.negative:
+                flags.append(meta.negative)
+            shown = ", ".join(
+                f"`{flag} {meta.metavar}`" if meta.metavar and flag.startswith("-") else f"`{flag}`"
+                for flag in flags
+            )
+            out.append(f"- Command line: {shown}")
+            out.append(f"- Environment: `{env_name(name)}`")
+            out.append(f"- Default: `{describe_default(name)}`")
+            out.append("")
+            out.append(meta.help)
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.stdout.write(settings_markdown())

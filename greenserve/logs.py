@@ -1,0 +1,64 @@
+"""Error log and access log destinations (stdlib ``logging``).
+
+Two loggers: ``greenserve.error`` for the server's own messages (level from
+``--log-level``) and ``greenserve.access`` for one line per request. Both
+can be redirected to files, which are reopened on demand (SIGUSR1 from
+logrotate) through :func:`reopen_files`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from greenserve.config import Config
+
+ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+
+error_log = logging.getLogger("greenserve.error")
+access_log = logging.getLogger("greenserve.access")
+
+
+def _handler(destination: str, formatter: logging.Formatter) -> logging.Handler:
+    handler: logging.Handler
+    if destination in ("-", ""):
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(destination, encoding="utf-8")
+    handler.setFormatter(formatter)
+    handler._greenserve = True  # type: ignore[attr-defined]
+    return handler
+
+
+def _replace_handlers(logger: logging.Logger, handler: logging.Handler) -> None:
+    for old in [h for h in logger.handlers if getattr(h, "_greenserve", False)]:
+        logger.removeHandler(old)
+        old.close()
+    logger.addHandler(handler)
+
+
+def setup(config: Config) -> None:
+    """Point both loggers at their destinations; safe to call again after a reload."""
+    _replace_handlers(error_log, _handler(config.error_logfile, logging.Formatter(ERROR_FORMAT, DATE_FORMAT)))
+    error_log.setLevel(config.log_level.upper())
+    error_log.propagate = False
+    if config.access_log:
+        _replace_handlers(access_log, _handler(config.access_logfile, logging.Formatter("%(message)s")))
+        access_log.setLevel(logging.INFO)
+    else:
+        access_log.setLevel(logging.CRITICAL + 1)
+    access_log.propagate = False
+
+
+def reopen_files() -> None:
+    """Reopen log files (after logrotate moved them)."""
+    for logger in (error_log, access_log):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.acquire()
+                try:
+                    handler.close()
+                    handler.stream = handler._open()
+                finally:
+                    handler.release()

@@ -1,0 +1,237 @@
+"""Response heads: validation of what the application sends, and serialisation.
+
+Every rule about response headers lives here: status lines must be
+``NNN reason`` with no control characters; header names must be tokens;
+values must not contain CR, LF or NUL (no header injection); framing headers
+(``Connection``, ``Keep-Alive``, ``Transfer-Encoding``) belong to the server;
+1xx statuses cannot be final; 204 and 304 carry no body, nor does a HEAD
+response. A violation raises :class:`ResponseError`, which the worker turns
+into a 500 and one log line.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import formatdate
+from http import HTTPStatus
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAD_VALUE = re.compile(r"[\r\n\0]")
+_STATUS = re.compile(r"([1-9][0-9]{2}) [^\r\n\0]*")
+
+#: Hop-by-hop fields the server decides; the application's copies are dropped.
+_SERVER_MANAGED = frozenset(("connection", "keep-alive", "transfer-encoding", "proxy-connection"))
+
+_NAME_CACHE: dict[str, int] = {}
+_STATUS_CACHE: dict[str, tuple[int, bytes]] = {}
+_CACHE_LIMIT = 1024
+
+_KIND_PLAIN = 0
+_KIND_CONTENT_LENGTH = 1
+_KIND_MANAGED = 2
+_KIND_CONNECTION = 3
+_KIND_DATE = 4
+_KIND_SERVER = 5
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+class ResponseError(Exception):
+    """The application's status or headers are invalid; the client gets a 500."""
+
+
+def _name_kind(name: str) -> int:
+    kind = _NAME_CACHE.get(name)
+    if kind is not None:
+        return kind
+    if not isinstance(name, str):
+        raise ResponseError(f"header name {name!r} is not a str")
+    if _TOKEN.fullmatch(name) is None:
+        raise ResponseError(f"invalid header name {name!r}")
+    lower = name.lower()
+    if lower == "content-length":
+        kind = _KIND_CONTENT_LENGTH
+    elif lower == "connection":
+        kind = _KIND_CONNECTION
+    elif lower in _SERVER_MANAGED:
+        kind = _KIND_MANAGED
+    elif lower == "date":
+        kind = _KIND_DATE
+    elif lower == "server":
+        kind = _KIND_SERVER
+    else:
+        kind = _KIND_PLAIN
+    if len(_NAME_CACHE) < _CACHE_LIMIT:
+        _NAME_CACHE[name] = kind
+    return kind
+
+
+def parse_status(status: str) -> tuple[int, bytes]:
+    """``"200 OK"`` -> ``(200, b"HTTP/1.1 200 OK\\r\\n")``."""
+    cached = _STATUS_CACHE.get(status)
+    if cached is not None:
+        return cached
+    if not isinstance(status, str):
+        raise ResponseError(f"status {status!r} is not a str")
+    match = _STATUS.fullmatch(status)
+    if match is None:
+        raise ResponseError(f"invalid status {status[:60]!r}: expected e.g. '200 OK'")
+    code = int(match.group(1))
+    if code < 200:
+        raise ResponseError(f"status {code} cannot be a final response")
+    try:
+        line = b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n"
+    except UnicodeEncodeError:
+        raise ResponseError(f"status {status!r} is not latin-1") from None
+    result = (code, line)
+    if len(_STATUS_CACHE) < _CACHE_LIMIT:
+        _STATUS_CACHE[status] = result
+    return result
+
+
+class Head:
+    """A validated response head, before the server adds framing headers."""
+
+    __slots__ = (
+        "block",
+        "close",
+        "code",
+        "content_length",
+        "has_date",
+        "has_server",
+        "headers",
+        "status_line",
+    )
+
+    def __init__(self, status: str, headers: list[tuple[str, str]]) -> None:
+        code_line = _STATUS_CACHE.get(status)
+        self.code, self.status_line = code_line if code_line is not None else parse_status(status)
+        #: The application's headers, as given (for the access log).
+        self.headers = headers
+        self.content_length: int | None = None
+        #: The application asked to close the connection (``Connection: close``).
+        self.close = False
+        self.has_date = False
+        self.has_server = False
+        kinds = _NAME_CACHE
+        lines = []
+        try:
+            for name, value in headers:
+                kind = kinds.get(name)
+                if kind is None:
+                    kind = _name_kind(name)
+                if kind:
+                    if kind == _KIND_CONTENT_LENGTH:
+                        self._content_length(value)
+                        continue  # the server writes it, once
+                    if kind == _KIND_CONNECTION:
+                        if isinstance(value, str) and "close" in value.lower():
+                            self.close = True
+                        continue
+                    if kind == _KIND_MANAGED:
+                        continue
+                    if kind == _KIND_DATE:
+                        self.has_date = True
+                    else:
+                        self.has_server = True
+                lines.append(name + ": " + value + "\r\n")
+        except TypeError:
+            raise ResponseError(
+                f"headers must be a list of (str, str) tuples, got {headers!r:.200}"
+            ) from None
+        except ValueError:
+            raise ResponseError(
+                f"headers must be a list of (str, str) tuples, got {headers!r:.200}"
+            ) from None
+        block = "".join(lines)
+        # Names are validated tokens, so any CR or LF beyond one pair per line,
+        # or any NUL, came from a value: header injection.
+        count = len(lines)
+        if block.count("\n") != count or block.count("\r") != count or "\0" in block:
+            raise ResponseError("header value contains CR, LF or NUL (header injection)")
+        try:
+            self.block = block.encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise ResponseError(f"header value is not latin-1: {exc}") from None
+        if self.code == 204:
+            self.content_length = None
+
+    def _content_length(self, value: str) -> None:
+        if not isinstance(value, str) or not value.strip().isdigit() or not value.isascii():
+            raise ResponseError(f"invalid Content-Length {value!r}")
+        length = int(value)
+        if self.content_length is not None and self.content_length != length:
+            raise ResponseError("conflicting Content-Length headers")
+        self.content_length = length
+
+
+def has_body(method: str, code: int) -> bool:
+    """Whether a response to ``method`` with status ``code`` carries a body."""
+    return method != "HEAD" and code not in {204, 304}
+
+
+def serialize(
+    head: Head,
+    date_line: bytes,
+    server_line: bytes,
+    content_length: int | None,
+    chunked: bool,
+    keep_alive: bool,
+    http10: bool,
+) -> bytes:
+    """The bytes of the response head, framing headers included."""
+    parts = [head.status_line, head.block]
+    if content_length is not None:
+        parts.append(b"Content-Length: %d\r\n" % content_length)
+    elif chunked:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n")
+    elif http10:
+        parts.append(b"Connection: keep-alive\r\n")
+    if not head.has_date:
+        parts.append(date_line)
+    if not head.has_server:
+        parts.append(server_line)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def date_line(timestamp: float) -> bytes:
+    return b"Date: " + formatdate(timestamp, usegmt=True).encode("ascii") + b"\r\n"
+
+
+def server_line(name: str) -> bytes:
+    """The Server header line for ``--server-header`` (empty: no header)."""
+    if not name:
+        return b""
+    if _BAD_VALUE.search(name) is not None:
+        raise ValueError("server header contains CR, LF or NUL")
+    return b"Server: " + name.encode("latin-1") + b"\r\n"
+
+
+def error_response(status: int, date: bytes, server: bytes, detail: str = "") -> bytes:
+    """A complete plain-text response the server sends on its own, then closes."""
+    phrase = HTTPStatus(status).phrase
+    body = f"{status} {phrase}\n".encode("ascii")
+    if detail:
+        body += detail.encode("ascii", "replace") + b"\n"
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii")),
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"Connection: close\r\n",
+            date,
+            server,
+            b"\r\n",
+            body,
+        ]
+    )
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -1,0 +1,40 @@
+"""Single-process mode: the worker code, in this process, with no master.
+
+Used with ``--single-process`` and always on platforms without ``fork``
+(Windows). Nothing here or in what it imports before the worker starts may
+need a POSIX-only module (``fcntl``, ``pwd``, ``grp``, ``resource``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from greenserve import __version__, logs
+from greenserve.config import Config
+from greenserve.errors import BootError
+from greenserve.sockets import close_listeners, create_listeners
+
+
+def run(config: Config) -> int:
+    """Bind, serve until stopped, clean up; returns the exit code."""
+    log = logs.error_log
+    log.info("Starting greenserve %s (single process, pid %d)", __version__, os.getpid())
+    try:
+        listeners = create_listeners(
+            config.bind,
+            backlog=config.backlog,
+            reuse_port=config.reuse_port,
+            umask=config.umask,
+        )
+    except BootError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    scheme = "https" if config.tls else "http"
+    for listener in listeners:
+        log.info("Listening at: %s (%d)", listener.url(scheme), os.getpid())
+    try:
+        from greenserve.worker import boot
+
+        return boot.run(config, listeners, multiprocess=False)
+    finally:
+        close_listeners(listeners)

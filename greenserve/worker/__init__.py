@@ -1,0 +1,1 @@
+"""The gevent worker: the only package that imports gevent at module level."""

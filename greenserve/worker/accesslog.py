@@ -1,0 +1,114 @@
+"""One access log line per request, in gunicorn's format language.
+
+Atoms are computed only when the format uses them: ``fmt % atoms`` asks the
+mapping for each ``%(name)s`` it contains, and :class:`_Atoms` computes it on
+demand. When the access log is off, no :class:`AccessLog` exists and
+requests pay nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from greenserve.worker.wsgi import WSGIResponse
+
+
+def _basic_auth_user(environ: dict[str, Any]) -> str:
+    user = environ.get("REMOTE_USER")
+    if user:
+        return user
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if auth[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("latin-1")
+        except (binascii.Error, ValueError):
+            return "-"
+        return decoded.split(":", 1)[0] or "-"
+    return "-"
+
+
+class _Atoms(dict):
+    __slots__ = ("environ", "request_time", "response")
+
+    def __init__(self, environ: dict[str, Any], response: WSGIResponse, request_time: float) -> None:
+        super().__init__()
+        self.environ = environ
+        self.response = response
+        self.request_time = request_time
+
+    def __missing__(self, key: str) -> str:
+        environ = self.environ
+        if key.startswith("{") and key.endswith("}i"):
+            name = key[1:-2].upper().replace("-", "_")
+            if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                name = "HTTP_" + name
+            return environ.get(name, "-")
+        if key.startswith("{") and key.endswith("}o"):
+            wanted = key[1:-2].lower()
+            head = self.response.head
+            if head is not None:
+                for name, value in head.headers:
+                    if name.lower() == wanted:
+                        return value
+            return "-"
+        if key.startswith("{") and key.endswith("}e"):
+            return str(environ.get(key[1:-2], "-"))
+        atom = _ATOMS.get(key)
+        if atom is None:
+            return "-"
+        return atom(self)
+
+
+def _request_line(atoms: _Atoms) -> str:
+    environ = atoms.environ
+    return f"{environ['REQUEST_METHOD']} {environ['RAW_URI']} {environ['SERVER_PROTOCOL']}"
+
+
+_ATOMS = {
+    "h": lambda a: a.environ.get("REMOTE_ADDR") or "-",
+    "l": lambda a: "-",
+    "u": lambda a: _basic_auth_user(a.environ),
+    "t": lambda a: time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+    "r": _request_line,
+    "m": lambda a: a.environ["REQUEST_METHOD"],
+    "U": lambda a: a.environ["PATH_INFO"],
+    "q": lambda a: a.environ["QUERY_STRING"],
+    "H": lambda a: a.environ["SERVER_PROTOCOL"],
+    "s": lambda a: str(a.response.status),
+    "B": lambda a: str(a.response.body_bytes),
+    "b": lambda a: str(a.response.body_bytes) if a.response.body_bytes else "-",
+    "f": lambda a: a.environ.get("HTTP_REFERER", "-"),
+    "a": lambda a: a.environ.get("HTTP_USER_AGENT", "-"),
+    "T": lambda a: str(int(a.request_time)),
+    "M": lambda a: str(int(a.request_time * 1000)),
+    "D": lambda a: str(int(a.request_time * 1_000_000)),
+    "L": lambda a: f"{a.request_time:.6f}",
+    "p": lambda a: f"<{os.getpid()}>",
+}
+
+
+class AccessLog:
+    """Formats and emits access log lines to the ``greenserve.access`` logger."""
+
+    __slots__ = ("_format", "_logger")
+
+    def __init__(self, fmt: str, logger: logging.Logger | None = None) -> None:
+        self._format = fmt
+        self._logger = logger or logging.getLogger("greenserve.access")
+
+    def format(self, environ: dict[str, Any], response: WSGIResponse, request_time: float) -> str:
+        return self._format % _Atoms(environ, response, request_time)
+
+    def log(self, environ: dict[str, Any], response: WSGIResponse, request_time: float) -> None:
+        try:
+            line = self._format % _Atoms(environ, response, request_time)
+        except (KeyError, ValueError, TypeError) as exc:
+            request = f"{environ.get('REQUEST_METHOD')} {environ.get('RAW_URI')}"
+            line = f"invalid --access-logformat ({exc}): {request}"
+        self._logger.info(line)

@@ -1,0 +1,358 @@
+"""One client connection, served by one greenlet: recv -> parser -> app -> sendall.
+
+Keep-alive, pipelining (requests answered strictly in order, the parser never
+reads more than one socket buffer ahead), the client timeouts, draining of
+unread bodies, and a lingering close so a client that is still sending gets
+to read the error it was sent.
+
+Timeouts are deadlines, not socket timeouts: before each wait on the client
+the connection records when the wait must end, and the server's reaper
+(:meth:`WorkerServer._reap`) interrupts waits that overrun. A gevent socket
+timeout arms and cancels a timer on every wait, which costs more than
+parsing the request; a deadline is one attribute.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from time import monotonic, perf_counter
+from typing import TYPE_CHECKING, Any
+
+from gevent import GreenletExit
+from gevent.socket import wait_write
+
+from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyError
+from greenserve.protocol.environ import request_environ
+from greenserve.protocol.parser import Request
+from greenserve.protocol.proxy import apply_proxy_headers
+from greenserve.protocol.response import CONTINUE, error_response
+from greenserve.worker.input import EMPTY_INPUT, EmptyInput, Input
+from greenserve.worker.wsgi import WSGIResponse
+
+if TYPE_CHECKING:
+    from greenserve.worker.server import WorkerServer
+
+log = logging.getLogger("greenserve.error")
+
+RECV_SIZE = 64 * 1024
+#: Unread request body the server reads and discards to keep a connection alive.
+DRAIN_LIMIT = 64 * 1024
+#: After an error with unread input: how long and how much to read before closing.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 256 * 1024
+_SENDFILE_CHUNK = 1024 * 1024
+
+
+class ClientTimeout(TimeoutError):
+    """A wait on the client overran its deadline (raised into the waiting greenlet)."""
+
+
+class Connection:
+    """A client connection. ``run`` is the body of its greenlet."""
+
+    __slots__ = (
+        "base",
+        "body_error",
+        "deadline",
+        "events",
+        "greenlet",
+        "idle",
+        "linger",
+        "parser",
+        "raw_send",
+        "response",
+        "server",
+        "sock",
+        "trusted",
+    )
+
+    def __init__(self, server: WorkerServer, sock: Any, base: dict[str, Any], trusted: bool) -> None:
+        self.server = server
+        self.sock = sock
+        #: The connection's constant environ entries.
+        self.base = base
+        #: The peer is a trusted proxy (its forwarded headers are applied).
+        self.trusted = trusted
+        self.parser = server.new_parser()
+        self.events = self.parser.events
+        #: Waiting for the first byte of a new request: may be closed to make room.
+        self.idle = False
+        self.linger = False
+        self.body_error: ProtocolError | None = None
+        self.response: WSGIResponse | None = None
+        #: When the current wait on the client must end (monotonic); 0: not waiting.
+        self.deadline = 0.0
+        self.greenlet: Any = None
+        # The non-blocking send(2) of a plain gevent socket; TLS sockets go
+        # through their own send, which waits for the handshake state.
+        raw = getattr(sock, "_sock", None)
+        self.raw_send = raw.send if raw is not None and server.ssl_context is None else sock.send
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._serve()
+        except (ClientDisconnected, OSError) as exc:
+            log.debug("connection dropped: %s", exc)
+        except GreenletExit:
+            pass
+        except Exception:
+            log.exception("unexpected error on a connection")
+        finally:
+            self.deadline = 0.0
+            self.close()
+            self.server.connection_done(self)
+
+    def close(self) -> None:
+        if self.linger:
+            self._lingering_close()
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+
+    def close_idle(self) -> None:
+        """Wake an idle connection's recv with EOF, so its greenlet ends cleanly."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def expire(self, deadline: float) -> None:
+        """Called by the reaper in the hub: interrupt the wait if it is still the same one."""
+        if self.deadline == deadline and deadline and self.greenlet is not None:
+            self.deadline = 0.0
+            self.greenlet.throw(ClientTimeout("the client took too long"))
+
+    def _lingering_close(self) -> None:
+        """Stop sending, then read what the client still sends, briefly.
+
+        Closing a socket with unread input makes the kernel send a reset, which
+        can destroy the response (a 413, say) before the client reads it.
+        """
+        sock = self.sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            self.deadline = monotonic() + LINGER_SECONDS
+            received = 0
+            while received < LINGER_BYTES:
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    break
+                received += len(data)
+        except OSError:
+            pass
+        finally:
+            self.deadline = 0.0
+
+    def recv(self, timeout: float) -> bytes:
+        """One socket read that must complete within ``timeout`` seconds."""
+        self.deadline = monotonic() + timeout
+        try:
+            return self.sock.recv(RECV_SIZE)
+        finally:
+            self.deadline = 0.0
+
+    # -- the request loop ------------------------------------------------------
+
+    def _serve(self) -> None:
+        server = self.server
+        events = self.events
+        parser = self.parser
+        sock = self.sock
+        # A new connection gets the head timeout for its first request, then
+        # the keep-alive timeout between requests.
+        idle_timeout = server.header_timeout
+        while True:
+            if not events:
+                if server.stopping:
+                    return
+                self.idle = True
+                self.deadline = monotonic() + idle_timeout
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except OSError:
+                    return  # idle timeout or reset: nothing to answer
+                finally:
+                    self.idle = False
+                    self.deadline = 0.0
+                if not data:
+                    parser.feed_eof()
+                    if not events:
+                        return
+                else:
+                    parser.feed(data)
+                    if not events and not self._read_head():
+                        return
+            event = events.popleft()
+            if event.__class__ is Request:
+                if not self._handle(event):
+                    return
+                idle_timeout = server.keep_alive
+            elif isinstance(event, ProtocolError):
+                self._reject(event)
+                return
+            else:  # pragma: no cover - bodies are always consumed up to their end
+                log.error("internal error: unexpected %r between requests", event)
+                return
+
+    def _read_head(self) -> bool:
+        """A head has started: the rest must arrive within the head timeout."""
+        events = self.events
+        deadline = monotonic() + self.server.header_timeout
+        while not events:
+            try:
+                data = self.recv(deadline - monotonic())
+            except ClientTimeout:
+                self._reject(ProtocolError(408, "request head not received in time"))
+                return False
+            if not data:
+                return False  # the client gave up half-way: nobody to answer
+            self.parser.feed(data)
+        return True
+
+    def _handle(self, request: Request) -> bool:
+        """Run the app for ``request``; ``True`` to keep the connection open."""
+        server = self.server
+        keep_alive = request.keep_alive and server.keep_alive_enabled and not server.stopping
+        environ = request_environ(self.base, request, server.root_path)
+        if self.trusted:
+            apply_proxy_headers(environ, server.proxy_policy)
+        if request.has_body:
+            body: Input | EmptyInput = Input(self, request.expect_continue)
+        else:
+            body = EMPTY_INPUT
+            self.events.popleft()  # END: parsers emit it with a bodiless head
+        environ["wsgi.input"] = body
+        response = WSGIResponse(self, request, keep_alive)
+        self.response = response
+        access_log = server.access_log
+        started = perf_counter() if access_log is not None else 0.0
+        server.requests += 1
+        response.run(server.app, environ)
+        keep_alive = response.keep_alive
+        if not body.done:
+            if not keep_alive or body.continue_pending or self.body_error is not None:
+                # The client may never send the body (no 100 Continue) or it
+                # is broken: do not read it, close instead.
+                keep_alive = False
+            else:
+                try:
+                    keep_alive = body.drain(DRAIN_LIMIT)
+                except RequestBodyError:
+                    keep_alive = False
+            self.linger = not keep_alive and not body.continue_pending
+        if self.body_error is not None:
+            keep_alive = False
+        if access_log is not None:
+            access_log.log(environ, response, perf_counter() - started)
+        self.response = None
+        if keep_alive and request.upgrade is not None:
+            self.parser.resume()  # the upgrade was declined: more HTTP follows
+        return keep_alive
+
+    def _reject(self, error: ProtocolError) -> None:
+        """Answer a request that broke the protocol, then close (without the app)."""
+        if error.status >= 500 or error.status == 408:
+            log.info("rejected request: %s %s", error.status, error.reason)
+        else:
+            log.debug("rejected request: %s %s", error.status, error.reason)
+        self.linger = True
+        try:
+            self.send_error(error.status, error.reason)
+        except ClientDisconnected:
+            pass
+
+    # -- I/O for the response and wsgi.input ------------------------------------
+
+    def send_error(self, status: int, detail: str, response: WSGIResponse | None = None) -> None:
+        server = self.server
+        self.sendall(error_response(status, server.clock.date_line(), server.server_line, detail))
+
+    def sendall(self, data: bytes) -> None:
+        """Send everything; one send(2) when it fits in the socket buffer.
+
+        Each wait for the client to make room has ``client_timeout``.
+        """
+        try:
+            sent = self.raw_send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise ClientDisconnected(f"sending the response: {exc}") from exc
+        if sent < len(data):
+            self._send_rest(memoryview(data)[sent:])
+
+    def _send_rest(self, view: memoryview) -> None:
+        timeout = self.server.client_timeout
+        if self.server.ssl_context is not None:
+            self.deadline = monotonic() + timeout
+            try:
+                self.sock.sendall(view)
+            except OSError as exc:
+                raise ClientDisconnected(f"sending the response: {exc}") from exc
+            finally:
+                self.deadline = 0.0
+            return
+        fileno = self.sock.fileno()
+        raw_send = self.raw_send
+        while view:
+            self.deadline = monotonic() + timeout
+            try:
+                wait_write(fileno)
+                sent = raw_send(view)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise ClientDisconnected(f"sending the response: {exc}") from exc
+            finally:
+                self.deadline = 0.0
+            view = view[sent:]
+
+    def send_continue(self) -> None:
+        """``100 Continue``, unless the final response has already started."""
+        response = self.response
+        if response is not None and not response.headers_sent:
+            self.sendall(CONTINUE)
+
+    def receive_body(self) -> None:
+        """One more socket read for ``wsgi.input``."""
+        try:
+            data = self.recv(self.server.client_timeout)
+        except OSError as exc:
+            raise ClientDisconnected(f"reading the request body: {exc}") from exc
+        if not data:
+            self.parser.feed_eof()
+            raise ClientDisconnected("the client closed the connection in the middle of the body")
+        self.parser.feed(data)
+
+    @property
+    def can_sendfile(self) -> bool:
+        return self.server.ssl_context is None and hasattr(os, "sendfile")
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Zero-copy file transfer, waiting cooperatively when the socket is full."""
+        out = self.sock.fileno()
+        timeout = self.server.client_timeout
+        sent = 0
+        while sent < count:
+            try:
+                n = os.sendfile(out, fd, offset + sent, min(count - sent, _SENDFILE_CHUNK))
+            except BlockingIOError:
+                self.deadline = monotonic() + timeout
+                try:
+                    wait_write(out)
+                except OSError as exc:
+                    raise ClientDisconnected(f"sending a file: {exc}") from exc
+                finally:
+                    self.deadline = 0.0
+                continue
+            except OSError as exc:
+                raise ClientDisconnected(f"sending a file: {exc}") from exc
+            if n == 0:
+                break  # the file is shorter than it was
+            sent += n
+        return sent

@@ -1,0 +1,326 @@
+"""The worker's server: accept loops, the bounded connection pool, graceful drain.
+
+One accept greenlet per listener and one greenlet per connection. The pool
+holds at most ``worker_connections``: when it is full, idle keep-alive
+connections are closed to make room (they cost the client nothing to
+reopen), and only when every connection is busy does accepting pause, so
+excess clients wait in the kernel's backlog rather than being refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable
+from time import monotonic
+from typing import Any
+
+import gevent
+from gevent.event import Event
+
+from greenserve import __version__
+from greenserve.config import Config
+from greenserve.protocol.environ import base_environ
+from greenserve.protocol.parser import Limits, Parser, backend_class
+from greenserve.protocol.proxy import ProxyPolicy
+from greenserve.protocol.response import date_line, server_line
+from greenserve.sockets import Listener
+from greenserve.worker.connection import Connection
+from greenserve.worker.wsgi import FileWrapper
+
+log = logging.getLogger("greenserve.error")
+
+_ACCEPT_RETRY = {errno.EAGAIN, errno.ECONNABORTED, errno.EPROTO, errno.EINTR}
+_ACCEPT_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class DateClock:
+    """The ``Date`` header line, formatted at most once per second."""
+
+    __slots__ = ("_line", "_second", "_time")
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._time = clock
+        self._second = -1
+        self._line = b""
+
+    def date_line(self) -> bytes:
+        now = self._time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._line = date_line(now)
+        return self._line
+
+
+def build_ssl_context(config: Config) -> Any:
+    """The server-side TLS context (imported here: after gevent patched ssl)."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.certfile, config.keyfile or None)
+    if config.ca_certs:
+        context.load_verify_locations(config.ca_certs)
+    context.verify_mode = {
+        "none": ssl.CERT_NONE,
+        "optional": ssl.CERT_OPTIONAL,
+        "required": ssl.CERT_REQUIRED,
+    }[config.cert_reqs]
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+class WorkerServer:
+    """Serves one WSGI callable on the given listeners until stopped."""
+
+    def __init__(
+        self,
+        config: Config,
+        app: Callable,
+        listeners: list[Listener],
+        *,
+        multiprocess: bool = False,
+        access_log: Any = None,
+        ssl_context: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.app = app
+        self.listeners = listeners
+        self.multiprocess = multiprocess
+        self.access_log = access_log
+        self.ssl_context = ssl_context
+        self.clock = DateClock(clock)
+        self.server_line = server_line(config.server_header)
+        self.root_path = config.root_path
+        self.keep_alive = config.keep_alive
+        self.keep_alive_enabled = config.keep_alive > 0
+        self.header_timeout = config.header_timeout
+        self.client_timeout = config.client_timeout
+        self.limits = Limits(
+            request_line=config.limit_request_line,
+            fields=config.limit_request_fields,
+            field_size=config.limit_request_field_size,
+            body_size=config.max_body_size,
+        )
+        self._parser_class = backend_class(config.http)
+        self.proxy_policy = ProxyPolicy(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.max_connections = config.worker_connections
+        self.connections: set[Connection] = set()
+        self.requests = 0
+        self.stopping = False
+        self._room = Event()
+        self._room.set()
+        self._idle_done = Event()
+        self._stopped = Event()
+        self._acceptors: list[Any] = []
+        self._reaper: Any = None
+        timeouts = [config.header_timeout, config.client_timeout]
+        if config.keep_alive > 0:
+            timeouts.append(config.keep_alive)
+        #: How often overdue client waits are looked for: timeouts are this precise.
+        self.reap_interval = min(0.5, max(0.05, min(timeouts) / 5))
+        self._gsockets: list[Any] = []
+        self._server_software = f"greenserve/{__version__}"
+
+    # -- parsers and environ -------------------------------------------------------
+
+    def new_parser(self) -> Parser:
+        parser: Parser = self._parser_class(self.limits)
+        return parser
+
+    @property
+    def http_backend(self) -> str:
+        return self._parser_class.name
+
+    def _connection_base(self, listener: Listener, client: Any, address: Any) -> tuple[dict, bool]:
+        if listener.is_unix:
+            remote_addr, remote_port, peer_ip = "", "", None
+        else:
+            remote_addr, remote_port = str(address[0]), str(address[1])
+            peer_ip = remote_addr
+        server_name = listener.server_name
+        if listener.wildcard:
+            try:
+                server_name = client.getsockname()[0]
+            except OSError:  # pragma: no cover
+                pass
+        base = base_environ(
+            server_name=server_name,
+            server_port=listener.server_port,
+            remote_addr=remote_addr,
+            remote_port=remote_port,
+            url_scheme="https" if self.ssl_context is not None else "http",
+            root_path=self.root_path,
+            server_software=self._server_software,
+            multiprocess=self.multiprocess,
+            extra={"wsgi.errors": sys.stderr, "wsgi.file_wrapper": FileWrapper},
+        )
+        policy = self.proxy_policy
+        trusted = policy is not None and policy.trusts(peer_ip)
+        return base, trusted
+
+    # -- serving ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start one accept greenlet per listener (returns at once)."""
+        from gevent import socket as gsocket
+
+        for listener in self.listeners:
+            std = listener.sock
+            # The gevent socket takes the descriptor over; the stdlib object,
+            # made before gevent patched anything, must not close it too.
+            gsock = gsocket.socket(std.family, std.type, std.proto, fileno=std.detach())
+            self._gsockets.append(gsock)
+            self._acceptors.append(gevent.spawn(self._accept_loop, listener, gsock))
+        self._reaper = gevent.spawn(self._reap)
+
+    def _reap(self) -> None:
+        """Interrupt client waits that overran their deadline (see connection.py)."""
+        run_callback = gevent.get_hub().loop.run_callback
+        interval = self.reap_interval
+        connections = self.connections
+        while True:
+            gevent.sleep(interval)
+            now = monotonic()
+            for conn in connections:
+                deadline = conn.deadline
+                if deadline and deadline <= now:
+                    run_callback(conn.expire, deadline)
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`shutdown` (or :meth:`kill`) has finished."""
+        if not self._acceptors:
+            self.start()
+        self._stopped.wait()
+
+    def _accept_loop(self, listener: Listener, gsock: Any) -> None:
+        tcp = not listener.is_unix
+        connections = self.connections
+        spawn = gevent.spawn_raw
+        tls = self.ssl_context
+        while not self.stopping:
+            if len(connections) >= self.max_connections and not self._make_room():
+                self._room.clear()
+                self._room.wait()
+                continue
+            try:
+                client, address = gsock.accept()
+            except OSError as exc:
+                if self.stopping:
+                    return
+                if exc.errno in _ACCEPT_RETRY:
+                    continue
+                if exc.errno in _ACCEPT_EXHAUSTED:
+                    log.error("accept() failed: %s; retrying in 0.5 s", exc)
+                    gevent.sleep(0.5)
+                    continue
+                raise
+            if tcp:
+                try:
+                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:  # pragma: no cover - the peer is already gone
+                    pass
+            conn = self._connection(listener, client, address, tls)
+            connections.add(conn)
+            conn.greenlet = spawn(conn.run)
+
+    def _connection(self, listener: Listener, client: Any, address: Any, tls: Any) -> Connection:
+        base, trusted = self._connection_base(listener, client, address)
+        if tls is not None:
+            client = tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+            return _TLSConnection(self, client, base, trusted)
+        return Connection(self, client, base, trusted)
+
+    def _make_room(self) -> bool:
+        """Close idle keep-alive connections (a tenth of the pool, at least one)."""
+        wanted = max(1, self.max_connections // 10)
+        closed = 0
+        for conn in list(self.connections):
+            if conn.idle:
+                conn.idle = False
+                conn.close_idle()
+                closed += 1
+                if closed >= wanted:
+                    break
+        if closed:
+            log.debug("connection pool full: closed %d idle keep-alive connections", closed)
+            gevent.sleep(0)  # let them finish so their slots free up
+        return len(self.connections) < self.max_connections
+
+    def connection_done(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if len(self.connections) < self.max_connections:
+            self._room.set()
+        if not self.connections:
+            self._idle_done.set()
+
+    # -- stopping ----------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        self.stopping = True
+        self._room.set()
+        for gsock in self._gsockets:
+            try:
+                gsock.close()
+            except OSError:  # pragma: no cover
+                pass
+        for acceptor in self._acceptors:
+            acceptor.kill(block=False)
+
+    def shutdown(self, timeout: float) -> bool:
+        """Graceful stop: no new connections or requests; in-flight ones get ``timeout``.
+
+        Idle keep-alive connections are closed at once. Returns ``True`` when
+        every request finished in time.
+        """
+        self.stop_accepting()
+        for conn in list(self.connections):
+            if conn.idle:
+                conn.close_idle()
+        finished = True
+        if self.connections:
+            self._idle_done.clear()
+            finished = self._idle_done.wait(timeout)
+            if not finished:
+                log.warning(
+                    "graceful timeout (%.0f s): cutting off %d connections",
+                    timeout,
+                    len(self.connections),
+                )
+        self.kill()
+        return bool(finished)
+
+    def kill(self) -> None:
+        """Quick stop: cut every connection now."""
+        self.stop_accepting()
+        greenlets = [conn.greenlet for conn in list(self.connections) if conn.greenlet is not None]
+        if greenlets:
+            gevent.killall(greenlets, block=True, timeout=1.0)
+        if self._reaper is not None:
+            self._reaper.kill(block=False)
+        self._stopped.set()
+
+
+class _TLSConnection(Connection):
+    """A connection whose TLS handshake runs in its own greenlet, under the head timeout."""
+
+    __slots__ = ()
+
+    def run(self) -> None:
+        self.deadline = monotonic() + self.server.header_timeout
+        try:
+            self.sock.do_handshake()
+        except OSError as exc:
+            log.debug("TLS handshake failed: %s", exc)
+            try:
+                self.sock.close()
+            finally:
+                self.deadline = 0.0
+                self.server.connection_done(self)
+            return
+        self.deadline = 0.0
+        super().run()
