@@ -1,11 +1,12 @@
 """A strict, bounded decoder for ``Transfer-Encoding: chunked`` request bodies.
 
-Used by the h11 backend: h11 tolerates whitespace after the chunk size and
-bare CR in chunk extensions, and either is enough to make a proxy in front
-and greenserve disagree on where a body ends (request smuggling). The rules
-here follow RFC 9112 section 7.1 to the letter: hex digits only, extensions
-as ``;name[=token|quoted-string]`` with optional whitespace around ``;`` and
+Shared by both parser backends, so a chunked body is framed the same way
+whichever parses the head. The rules follow RFC 9112 section 7.1 to the
+letter: hex digits only (no sign, no spaces, no underscores), extensions as
+``;name[=token|quoted-string]`` with optional whitespace around ``;`` and
 ``=``, CRLF everywhere, trailer fields well formed, bounded and dropped.
+Anything else could make a proxy in front and greenserve disagree on where a
+body ends (request smuggling), so it is a 400.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from collections.abc import Callable
 
 from greenserve.errors import ProtocolError
-from greenserve.protocol.parser import Limits
+from greenserve.protocol.events import Limits
 
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t !-~\x80-\xff])*"'
@@ -35,23 +36,21 @@ MAX_CHUNK_LINE = 4096
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
 
-def _find_line(buf: bytearray, limit: int) -> int:
-    """Index of the CRLF ending the first line, or -1 when incomplete."""
-    end = buf.find(b"\r\n", 0, limit + 2)
+def _line_end(data: bytes, pos: int, limit: int) -> int:
+    """Index of the CRLF ending the line at ``pos``, or -1 when it is incomplete."""
+    end = data.find(b"\r\n", pos, pos + limit + 2)
     if end < 0:
-        lf = buf.find(b"\n", 0, limit + 2)
-        if lf >= 0:
+        if data.find(b"\n", pos, pos + limit + 2) >= 0:
             raise ProtocolError(400, "bare LF in chunked framing")
-        if len(buf) > limit + 1:
+        if len(data) - pos > limit + 1:
             raise ProtocolError(400, "chunk line too long")
-        return -1
     return end
 
 
 class ChunkedDecoder:
-    """Feed it the connection buffer; it consumes framing and emits body bytes."""
+    """Consumes chunked framing from a buffer and emits the body bytes."""
 
-    __slots__ = ("_fields", "_limits", "_remaining", "_state", "_total")
+    __slots__ = ("_fields", "_limits", "_remaining", "_state", "_total", "done")
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
@@ -59,61 +58,66 @@ class ChunkedDecoder:
         self._remaining = 0
         self._total = 0
         self._fields = 0
+        #: The last chunk and the trailer section have been read.
+        self.done = False
 
-    def decode(self, buf: bytearray, emit: Callable[[bytes], None]) -> bool:
-        """Consume what ``buf`` holds; ``True`` once the final chunk and trailers are read."""
-        while True:
+    def decode(self, data: bytes, pos: int, emit: Callable[[bytes], None]) -> int:
+        """Consume ``data[pos:]`` as far as possible; returns the new position.
+
+        Stops early when a line is incomplete (the caller keeps the rest for
+        the next call) or when the body is complete (:attr:`done`).
+        """
+        size = len(data)
+        while pos < size:
             state = self._state
             if state == _DATA:
-                if not buf:
-                    return False
-                size = min(self._remaining, len(buf))
-                emit(bytes(buf[:size]))
-                del buf[:size]
-                self._remaining -= size
+                take = min(self._remaining, size - pos)
+                emit(data[pos : pos + take])
+                pos += take
+                self._remaining -= take
                 if not self._remaining:
                     self._state = _DATA_END
             elif state == _SIZE:
-                end = _find_line(buf, MAX_CHUNK_LINE)
+                end = _line_end(data, pos, MAX_CHUNK_LINE)
                 if end < 0:
-                    return False
-                line = bytes(buf[:end])
-                del buf[: end + 2]
+                    return pos
+                line = data[pos:end]
+                pos = end + 2
                 match = _CHUNK_LINE.fullmatch(line)
                 if match is None:
                     raise ProtocolError(400, f"invalid chunk size line {line[:40]!r}")
-                size = int(match.group(1), 16)
-                if size == 0:
+                chunk = int(match.group(1), 16)
+                if chunk == 0:
                     self._state = _TRAILER
                     continue
-                self._total += size
+                self._total += chunk
                 limit = self._limits.body_size
                 if limit and self._total > limit:
                     raise ProtocolError(413, f"chunked body exceeds {limit} bytes")
-                self._remaining = size
+                self._remaining = chunk
                 self._state = _DATA
             elif state == _DATA_END:
-                if len(buf) < 2:
-                    if buf and buf[0] != 13:
+                if size - pos < 2:
+                    if data[pos] != 13:
                         raise ProtocolError(400, "chunk data not followed by CRLF")
-                    return False
-                if buf[0] != 13 or buf[1] != 10:
+                    return pos
+                if data[pos] != 13 or data[pos + 1] != 10:
                     raise ProtocolError(400, "chunk data not followed by CRLF")
-                del buf[:2]
+                pos += 2
                 self._state = _SIZE
-            elif state == _TRAILER:
-                end = _find_line(buf, self._limits.field_size)
+            else:  # trailer section
+                end = _line_end(data, pos, self._limits.field_size)
                 if end < 0:
-                    return False
-                line = bytes(buf[:end])
-                del buf[: end + 2]
+                    return pos
+                line = data[pos:end]
+                pos = end + 2
                 if not line:
                     self._state = _DONE
-                    return True
+                    self.done = True
+                    return pos
                 self._fields += 1
                 if self._fields > self._limits.fields:
                     raise ProtocolError(431, "too many trailer fields")
                 if _FIELD_LINE.fullmatch(line) is None:
                     raise ProtocolError(400, f"invalid trailer field {line[:40]!r}")
-            else:
-                return True
+        return pos

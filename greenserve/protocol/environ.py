@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from greenserve.protocol.parser import Request
+from greenserve.protocol.events import Request
 
 #: Header name (bytes, as sent) -> environ key; "" for names that are dropped.
 _KEY_CACHE: dict[bytes, str] = {}

@@ -1,138 +1,231 @@
-"""The parser interface shared by the h11 and httptools backends.
+"""The request parser: bytes from the client in, request events out.
 
-A backend is sans-IO: :meth:`Parser.feed` takes bytes from the client and
-appends *events* to :attr:`Parser.events`, in order:
+:class:`RequestParser` finds where each request head ends, has a backend
+parse it, and frames the body itself. The two backends are interchangeable
+*head* parsers behind one small interface (:class:`HeadParser`):
 
-- a :class:`Request` when a request head is complete and valid;
+- ``httptools``: llhttp in C, the fast path;
+- ``h11``: pure Python, the strict reference.
+
+Framing bodies here, once, rather than in each library means a
+``Content-Length`` or chunked body ends at the same byte whichever backend
+parsed its head: the place request smuggling hides is not duplicated.
+
+Events, appended to :attr:`RequestParser.events` in order:
+
+- a :class:`Request` when a head is complete and valid;
 - ``bytes`` for each piece of its body;
 - :data:`END` when the body is complete (for a request without a body, in
-  the same :meth:`Parser.feed` call as its :class:`Request`);
+  the same :meth:`RequestParser.feed` call as its :class:`Request`);
 - a :class:`~greenserve.errors.ProtocolError` when the client broke the
   protocol. Errors are queued, not raised, so a bad request pipelined behind
-  good ones is answered after them, in order. After an error the parser is
-  dead: it ignores further input.
-
-The decisions that do not depend on the parsing library (framing, Host,
-versions, targets, limits) live in :mod:`greenserve.protocol.rules`, so both
-backends make them the same way.
+  good ones is answered after them, in order. After an error the parser
+  ignores further input.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections import deque
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Protocol
 
 from greenserve.errors import ConfigError, ProtocolError
+from greenserve.protocol.chunked import ChunkedDecoder
+from greenserve.protocol.events import END, Limits, Request
+from greenserve.protocol.rules import check_raw_head
+
+_HEAD, _LENGTH, _CHUNKED, _PAUSED, _DEAD = range(5)
+
+#: Empty lines tolerated before a request line (RFC 9112 section 2.2).
+_MAX_LEADING_CRLF = 8
 
 
-class _End:
-    """Sentinel: the current request's body is complete."""
+class HeadParser(Protocol):
+    """Parses one complete request head (ending in CRLF CRLF) into a Request."""
 
-    __slots__ = ()
+    name: str
 
-    def __repr__(self) -> str:
-        return "END"
-
-
-END: Final = _End()
-
-Event = "Request | bytes | _End | ProtocolError"
+    def parse(self, head: bytes) -> Request:
+        """Validate and parse ``head``; raise ProtocolError when it is invalid."""
 
 
-class Request:
-    """A validated request head. Plain attributes: built once per request."""
+class RequestParser:
+    """Sans-IO HTTP/1.1 request stream parser. One per connection."""
 
     __slots__ = (
-        "chunked",
-        "content_length",
-        "expect_continue",
-        "headers",
-        "keep_alive",
-        "method",
-        "target",
-        "upgrade",
-        "version",
+        "_buf",
+        "_chunked",
+        "_head_parser",
+        "_remaining",
+        "_request",
+        "_searched",
+        "_state",
+        "events",
+        "limits",
     )
 
-    def __init__(
-        self,
-        method: str,
-        target: bytes,
-        version: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-        content_length: int | None,
-        chunked: bool,
-        expect_continue: bool,
-        upgrade: bytes | None,
-    ) -> None:
-        #: ``"GET"``: a token, decoded as latin-1.
-        self.method = method
-        #: The request target exactly as sent (origin, absolute or asterisk form).
-        self.target = target
-        #: ``"1.1"`` or ``"1.0"``.
-        self.version = version
-        #: Field lines in order, names as sent, values without surrounding whitespace.
-        self.headers = headers
-        #: Whether the client wants the connection kept open after this exchange.
-        self.keep_alive = keep_alive
-        #: ``None`` when there is no Content-Length (chunked, or no body).
-        self.content_length = content_length
-        self.chunked = chunked
-        #: ``Expect: 100-continue`` on HTTP/1.1: send 100 before reading the body.
-        self.expect_continue = expect_continue
-        #: The ``Upgrade`` value when the client proposed a protocol switch.
-        self.upgrade = upgrade
+    def __init__(self, head_parser: HeadParser, limits: Limits) -> None:
+        self.limits = limits
+        self.events: deque = deque()
+        self._head_parser = head_parser
+        #: Unconsumed bytes kept between feeds (a partial head or chunk line).
+        self._buf = bytearray()
+        #: How far the partial head in ``_buf`` has been searched and checked.
+        self._searched = 0
+        self._state = _HEAD
+        self._remaining = 0
+        self._request: Request | None = None
+        self._chunked: ChunkedDecoder | None = None
 
     @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
+    def name(self) -> str:
+        return self._head_parser.name
 
-    def __repr__(self) -> str:
-        return f"<Request {self.method} {self.target!r} HTTP/{self.version}>"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Bounds on what one request may make the server hold."""
-
-    request_line: int = 4094
-    fields: int = 100
-    field_size: int = 8190
-    #: 0 means unlimited.
-    body_size: int = 100 * 1024 * 1024
-
-    @property
-    def head_size(self) -> int:
-        """The most bytes a whole head may take, CRLFs included."""
-        return self.request_line + 2 + self.fields * (self.field_size + 2) + 2
-
-
-class Parser(Protocol):
-    """What a connection needs from an HTTP/1.1 request parser backend."""
-
-    #: ``"h11"`` or ``"httptools"``.
-    name: str
-    events: deque
+    # -- driving -----------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        """Parse ``data``; append the events it completes to :attr:`events`."""
+        state = self._state
+        if state == _DEAD:
+            return
+        buf = self._buf
+        if buf:
+            buf += data
+            if state == _HEAD and not self._head_complete(buf):
+                return
+            data = bytes(buf)
+            buf.clear()
+        if state == _PAUSED:
+            self._buf += data
+            if len(self._buf) > self.limits.head_size:
+                self._fail(ProtocolError(400, "data after an upgrade request"))
+            return
+        try:
+            self._run(data)
+        except ProtocolError as error:
+            self._fail(error)
 
     def feed_eof(self) -> None:
-        """The client sent EOF: a half-received request becomes an error event."""
+        """The client closed its side: a half-received request is an error."""
+        state = self._state
+        if (state == _HEAD and self._buf.strip(b"\r\n")) or state in (_LENGTH, _CHUNKED):
+            self._fail(ProtocolError(400, "connection closed in the middle of a request"))
 
     def resume(self) -> None:
-        """Continue parsing after a request that proposed an ``Upgrade``.
+        """Parse on after a request that proposed an ``Upgrade`` the server declined.
 
         The parser stops after such a request, because what follows may not be
-        HTTP. When the server answers it as plain HTTP instead, it resumes.
+        HTTP; when the server answers it as plain HTTP instead, it resumes.
         """
+        if self._state == _PAUSED:
+            self._state = _HEAD
+            pending = bytes(self._buf)
+            self._buf.clear()
+            if pending:
+                self.feed(pending)
 
     def take_pending(self) -> bytes:
         """Bytes received after an upgrade request, for the new protocol."""
+        pending = bytes(self._buf)
+        self._buf.clear()
+        self._state = _DEAD
+        return pending
 
+    def _fail(self, error: ProtocolError) -> None:
+        self._state = _DEAD
+        self._buf.clear()
+        self.events.append(error)
+
+    # -- framing -------------------------------------------------------------
+
+    def _head_complete(self, buf: bytearray) -> bool:
+        """For a head arriving in pieces: is it complete yet? Checks it as it grows.
+
+        Only new bytes are searched and checked, so a client sending one byte
+        at a time costs linear, not quadratic, work.
+        """
+        start = self._searched
+        if buf.find(b"\r\n\r\n", max(0, start - 3)) >= 0:
+            self._searched = 0
+            return True
+        try:
+            # Never start between a CR and its LF.
+            check_raw_head(buf[max(0, start - 1) if buf[start - 1 : start] == b"\r" else start :], False)
+            limits = self.limits
+            if len(buf) > limits.head_size:
+                raise ProtocolError(431, "request head too large")
+            if len(buf) > limits.request_line and buf.find(b"\r\n") < 0:
+                raise ProtocolError(414, "request line too long")
+        except ProtocolError as error:
+            self._fail(error)
+            return False
+        self._searched = len(buf)
+        return False
+
+    def _run(self, data: bytes) -> None:
+        events = self.events
+        size = len(data)
+        pos = 0
+        while pos < size:
+            state = self._state
+            if state == _HEAD:
+                skipped = 0
+                while data.startswith(b"\r\n", pos) and skipped < _MAX_LEADING_CRLF:
+                    pos += 2
+                    skipped += 1
+                end = data.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    if pos < size:
+                        self._buf += data[pos:] if pos else data
+                        self._searched = 0
+                        self._head_complete(self._buf)
+                    return
+                end += 4
+                if end - pos > self.limits.head_size:
+                    raise ProtocolError(431, "request head too large")
+                request = self._head_parser.parse(data[pos:end] if pos or end < size else data)
+                pos = end
+                events.append(request)
+                if request.chunked:
+                    self._request = request
+                    self._chunked = ChunkedDecoder(self.limits)
+                    self._state = _CHUNKED
+                elif request.content_length:
+                    self._request = request
+                    self._remaining = request.content_length
+                    self._state = _LENGTH
+                else:
+                    events.append(END)
+                    if request.upgrade is not None:
+                        self._state = _PAUSED
+            elif state == _LENGTH:
+                take = min(self._remaining, size - pos)
+                events.append(data if take == size else data[pos : pos + take])
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._end_body()
+            elif state == _CHUNKED:
+                decoder = self._chunked
+                assert decoder is not None
+                pos = decoder.decode(data, pos, events.append)
+                if decoder.done:
+                    self._end_body()
+                elif pos < size:
+                    self._buf += data[pos:]  # an incomplete chunk or trailer line
+                    return
+            else:  # paused after an upgrade request: keep the rest for later
+                self._buf += data[pos:]
+                return
+
+    def _end_body(self) -> None:
+        self.events.append(END)
+        request = self._request
+        self._request = None
+        self._chunked = None
+        self._state = _PAUSED if request is not None and request.upgrade is not None else _HEAD
+
+
+# -- backends ---------------------------------------------------------------
 
 BACKENDS = ("h11", "httptools")
 
@@ -152,33 +245,31 @@ def resolve_backend_name(name: str) -> str:
     return name
 
 
-def backend_class(name: str) -> type:
-    """The parser class for ``name``, imported lazily so h11 users never load httptools.
-
-    Construct parsers as ``backend_class(name)(limits)``.
-    """
+def head_parser_class(name: str) -> type:
+    """The head parser for ``name``, imported lazily so h11 users never load httptools."""
     if resolve_backend_name(name) == "httptools":
-        from greenserve.protocol.httptools_backend import HttptoolsParser
+        from greenserve.protocol.httptools_backend import HttptoolsHeadParser
 
-        return HttptoolsParser
-    from greenserve.protocol.h11_backend import H11Parser
+        return HttptoolsHeadParser
+    from greenserve.protocol.h11_backend import H11HeadParser
 
-    return H11Parser
+    return H11HeadParser
 
 
-def new_parser(name: str, limits: Limits | None = None) -> Parser:
-    """One parser for ``name`` (``auto``, ``h11`` or ``httptools``)."""
-    parser: Parser = backend_class(name)(limits or Limits())
-    return parser
+def new_parser(name: str = "auto", limits: Limits | None = None) -> RequestParser:
+    """A request parser using backend ``name`` (``auto``, ``h11`` or ``httptools``)."""
+    limits = limits or Limits()
+    return RequestParser(head_parser_class(name)(limits), limits)
 
 
 __all__ = [
     "END",
+    "HeadParser",
     "Limits",
-    "Parser",
     "ProtocolError",
     "Request",
-    "backend_class",
+    "RequestParser",
+    "head_parser_class",
     "new_parser",
     "resolve_backend_name",
 ]

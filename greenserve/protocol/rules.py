@@ -11,7 +11,7 @@ application.
 from __future__ import annotations
 
 from greenserve.errors import ProtocolError
-from greenserve.protocol.parser import Limits, Request
+from greenserve.protocol.events import Limits, Request
 
 _HOST = 1
 _CONTENT_LENGTH = 2
@@ -31,6 +31,27 @@ _SPECIAL = {
 
 #: 18 digits: below 2**63, the largest length either parser can represent.
 _MAX_LENGTH_DIGITS = 18
+
+
+def check_raw_head(data: bytes | bytearray, complete: bool) -> None:
+    """Reject NUL, bare CR, bare LF and obs-fold in (part of) a request head.
+
+    llhttp rejects these itself, h11 tolerates bare LF and unfolds obs-fold;
+    the request parser also runs this on heads that arrive in pieces, so a
+    head using bare LF line ends is refused at once instead of waiting for a
+    CRLF CRLF that never comes. ``data`` never starts between a CR and its LF;
+    while the head is incomplete it may end with a CR whose LF is still to come.
+    """
+    if b"\0" in data:
+        raise ProtocolError(400, "NUL in request head")
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf:
+        raise ProtocolError(400, "bare LF in request head")
+    bare_cr = data.count(b"\r") - crlf
+    if bare_cr and not (bare_cr == 1 and not complete and data.endswith(b"\r")):
+        raise ProtocolError(400, "bare CR in request head")
+    if b"\n " in data or b"\n\t" in data:
+        raise ProtocolError(400, "obsolete line folding in request head")
 
 
 def parse_content_length(value: bytes) -> int:

@@ -25,7 +25,7 @@ from gevent.socket import wait_write
 
 from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyError
 from greenserve.protocol.environ import request_environ
-from greenserve.protocol.parser import Request
+from greenserve.protocol.events import Request
 from greenserve.protocol.proxy import apply_proxy_headers
 from greenserve.protocol.response import CONTINUE, error_response
 from greenserve.worker.input import EMPTY_INPUT, EmptyInput, Input

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from greenserve.errors import RequestBodyError
-from greenserve.protocol.parser import END
+from greenserve.protocol.events import END
 
 if TYPE_CHECKING:
     from greenserve.worker.connection import Connection

@@ -24,7 +24,8 @@ from gevent.event import Event
 from greenserve import __version__
 from greenserve.config import Config
 from greenserve.protocol.environ import base_environ
-from greenserve.protocol.parser import Limits, Parser, backend_class
+from greenserve.protocol.events import Limits
+from greenserve.protocol.parser import RequestParser, head_parser_class
 from greenserve.protocol.proxy import ProxyPolicy
 from greenserve.protocol.response import date_line, server_line
 from greenserve.sockets import Listener
@@ -106,7 +107,8 @@ class WorkerServer:
             field_size=config.limit_request_field_size,
             body_size=config.max_body_size,
         )
-        self._parser_class = backend_class(config.http)
+        # One head parser serves every connection: parsing a head never yields.
+        self._head_parser = head_parser_class(config.http)(self.limits)
         self.proxy_policy = ProxyPolicy(config.forwarded_allow_ips) if config.proxy_headers else None
         self.max_connections = config.worker_connections
         self.connections: set[Connection] = set()
@@ -128,13 +130,12 @@ class WorkerServer:
 
     # -- parsers and environ -------------------------------------------------------
 
-    def new_parser(self) -> Parser:
-        parser: Parser = self._parser_class(self.limits)
-        return parser
+    def new_parser(self) -> RequestParser:
+        return RequestParser(self._head_parser, self.limits)
 
     @property
     def http_backend(self) -> str:
-        return self._parser_class.name
+        return str(self._head_parser.name)
 
     def _connection_base(self, listener: Listener, client: Any, address: Any) -> tuple[dict, bool]:
         if listener.is_unix:

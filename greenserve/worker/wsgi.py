@@ -21,7 +21,7 @@ from greenserve.errors import ClientDisconnected, RequestBodyError
 from greenserve.protocol.response import LAST_CHUNK, Head, ResponseError, chunk, has_body, serialize
 
 if TYPE_CHECKING:
-    from greenserve.protocol.parser import Request
+    from greenserve.protocol.events import Request
     from greenserve.worker.connection import Connection
 
 log = logging.getLogger("greenserve.error")
