@@ -9,12 +9,13 @@ master runs from here).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from greenserve import __version__
-from greenserve.config import SECTIONS, SETTINGS, describe_default, env_name, format_config
+from greenserve.config import SECTIONS, SETTINGS, Config, describe_default, env_name, format_config
 from greenserve.errors import EXIT_APP_LOAD_ERROR, EXIT_OK, GreenserveError
 
 DESCRIPTION = (
@@ -41,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         argument_default=argparse.SUPPRESS,
     )
-    groups = {section: parser.add_argument_group(section) for section in SECTIONS}
+    groups = {section: parser.add_argument_group(section) for section in SECTIONS if section != "Hooks"}
     for name, meta in SETTINGS.items():
+        if not meta.flags and not meta.positional:
+            continue  # hooks: configuration file only
         group = groups[meta.section]
         help_text = f"{meta.help} [default: {describe_default(name)}; env {env_name(name)}]"
         help_text = help_text.replace("%", "%%")
@@ -132,16 +135,22 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         return _check_app(config)
 
-    if config.workers > 1 and not config.single_process:
-        print(
-            "greenserve: error: --workers > 1 needs the pre-fork master, which this "
-            "version does not have yet; use --workers 1",
-            file=sys.stderr,
-        )
-        return 2
-    from greenserve import single
+    if not config.single_process and not hasattr(os, "fork"):
+        print("greenserve: no fork() on this platform: serving from a single process", file=sys.stderr)
+        config = config.replace(single_process=True)
+    if config.single_process:
+        from greenserve import single
 
-    return single.run(config)
+        return single.run(config)
+
+    from greenserve.master import arbiter
+
+    def reload_config() -> Config:
+        new_config, _ = resolve(values, config_path=args.config)
+        validate_binds(new_config.bind)
+        return new_config
+
+    return arbiter.run(config, reload_config)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -37,6 +37,21 @@ SECTIONS = (
     "Proxy",
     "TLS",
     "Logging",
+    "Process",
+    "Hooks",
+)
+
+#: Server hooks: set in a configuration file as functions (see docs/hooks.md).
+HOOKS = (
+    "on_starting",
+    "when_ready",
+    "pre_fork",
+    "post_fork",
+    "post_worker_init",
+    "worker_exit",
+    "on_exit",
+    "pre_request",
+    "post_request",
 )
 
 
@@ -140,6 +155,18 @@ def choice(*choices: str) -> Callable[[Any], str]:
 
     parse.choices = choices  # type: ignore[attr-defined]
     return parse
+
+
+def parse_hook(value: Any) -> Callable | None:
+    if value is None or callable(value):
+        return value
+    raise ValueError("hooks are functions, set in a configuration file (greenserve.conf.py)")
+
+
+def parse_optional_str(value: Any) -> str:
+    if value is None:
+        return ""
+    return parse_str(value)
 
 
 def _web_concurrency() -> int:
@@ -291,6 +318,71 @@ class Config:
         metavar="N",
         help="Maximum concurrent connections per worker. When full, idle keep-alive "
         "connections are closed to make room; otherwise new connections wait in the backlog.",
+    )
+
+    timeout: float = setting(
+        30.0,
+        flags=["-t", "--timeout"],
+        section="Worker processes",
+        parse=_number(float, 0, 86400),
+        metavar="SECONDS",
+        help="A worker whose event loop has not run for this long (a request blocking the "
+        "hub, e.g. spinning the CPU) is sent SIGABRT, logs every greenlet's stack, and is "
+        "replaced. 0 disables the check.",
+    )
+    request_timeout: float = setting(
+        0.0,
+        flags=["--request-timeout"],
+        section="Worker processes",
+        parse=_number(float, 0, 86400),
+        metavar="SECONDS",
+        default_doc="0 (off)",
+        help="Cancel a request still running after this long: its greenlet gets an "
+        "exception and the client a 504 when nothing was sent yet. 0 disables it.",
+    )
+    max_requests: int = setting(
+        0,
+        flags=["--max-requests"],
+        section="Worker processes",
+        parse=_number(int, 0, 2**31),
+        metavar="N",
+        default_doc="0 (off)",
+        help="Retire a worker gracefully after this many requests (a memory-leak safety "
+        "net); its replacement starts first. 0 disables it.",
+    )
+    max_requests_jitter: int = setting(
+        0,
+        flags=["--max-requests-jitter"],
+        section="Worker processes",
+        parse=_number(int, 0, 2**31),
+        metavar="N",
+        help="Add a random 0..N to --max-requests per worker, so workers do not all retire at once.",
+    )
+    preload: bool = setting(
+        False,
+        flags=["--preload"],
+        section="Worker processes",
+        parse=parse_bool,
+        help="Import the application in the master, after gevent has patched the standard "
+        "library there, then fork workers that share its memory. Faster boots and "
+        "import errors at startup; a reload (HUP) cannot pick up code changes.",
+    )
+    reload: bool = setting(
+        False,
+        flags=["--reload"],
+        section="Worker processes",
+        parse=parse_bool,
+        help="Development: restart the workers when a Python file under the application "
+        "directory (or a --reload-extra-file) changes.",
+    )
+    reload_extra_files: tuple[str, ...] = setting(
+        (),
+        flags=["--reload-extra-file"],
+        section="Worker processes",
+        parse=parse_list,
+        append=True,
+        metavar="PATH",
+        help="Also restart the workers when this file changes (repeatable), e.g. templates.",
     )
 
     # HTTP ----------------------------------------------------------------
@@ -492,6 +584,96 @@ class Config:
         "%({header}o)s response header, ... (see docs/logging.md).",
     )
 
+    # Process -------------------------------------------------------------
+    pidfile: str = setting(
+        "",
+        flags=["-p", "--pidfile"],
+        section="Process",
+        parse=parse_optional_str,
+        metavar="PATH",
+        help="Write the master's process ID to this file (removed on exit).",
+    )
+    user: str = setting(
+        "",
+        flags=["-u", "--user"],
+        section="Process",
+        parse=parse_optional_str,
+        metavar="USER",
+        help="Run workers as this user (name or uid); the master keeps its user to bind "
+        "privileged ports and reopen logs.",
+    )
+    group: str = setting(
+        "",
+        flags=["-g", "--group"],
+        section="Process",
+        parse=parse_optional_str,
+        metavar="GROUP",
+        help="Run workers as this group (name or gid).",
+    )
+    worker_tmp_dir: str = setting(
+        "",
+        flags=["--worker-tmp-dir"],
+        section="Process",
+        parse=parse_optional_str,
+        metavar="DIR",
+        default_doc="/dev/shm when available, else the system temporary directory",
+        help="Directory for the workers' heartbeat files. Use a memory file system: a "
+        "disk-backed /tmp can stall heartbeats and get healthy workers killed.",
+    )
+    proc_name: str = setting(
+        "",
+        flags=["-n", "--proc-name"],
+        section="Process",
+        parse=parse_optional_str,
+        metavar="NAME",
+        default_doc="the application spec",
+        help="Name shown in ps/top for the master and workers (needs the setproctitle package).",
+    )
+
+    # Hooks -----------------------------------------------------------------
+    on_starting: Callable | None = setting(
+        None, section="Hooks", parse=parse_hook, help="on_starting(arbiter): the master is starting."
+    )
+    when_ready: Callable | None = setting(
+        None, section="Hooks", parse=parse_hook, help="when_ready(arbiter): the workers are up."
+    )
+    pre_fork: Callable | None = setting(
+        None,
+        section="Hooks",
+        parse=parse_hook,
+        help="pre_fork(arbiter, worker): in the master, before a fork.",
+    )
+    post_fork: Callable | None = setting(
+        None,
+        section="Hooks",
+        parse=parse_hook,
+        help="post_fork(arbiter, worker): in the worker, after the fork.",
+    )
+    post_worker_init: Callable | None = setting(
+        None,
+        section="Hooks",
+        parse=parse_hook,
+        help="post_worker_init(worker): in the worker, after the application is loaded.",
+    )
+    worker_exit: Callable | None = setting(
+        None, section="Hooks", parse=parse_hook, help="worker_exit(worker): in the worker, as it exits."
+    )
+    on_exit: Callable | None = setting(
+        None, section="Hooks", parse=parse_hook, help="on_exit(arbiter): the master is exiting."
+    )
+    pre_request: Callable | None = setting(
+        None,
+        section="Hooks",
+        parse=parse_hook,
+        help="pre_request(worker, environ): before the application is called.",
+    )
+    post_request: Callable | None = setting(
+        None,
+        section="Hooks",
+        parse=parse_hook,
+        help="post_request(worker, environ, status): after the response was sent.",
+    )
+
     # ---------------------------------------------------------------------
 
     def __post_init__(self) -> None:
@@ -557,6 +739,8 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         if name not in SETTINGS:
             raise ConfigError(f"environment: unknown variable {key}{suggest(name)}")
+        if name in HOOKS:
+            raise ConfigError(f"environment: {key}: hooks can only be set in a configuration file")
         values[name] = raw
     return values
 
@@ -580,6 +764,10 @@ def format_config(config: Config) -> str:
     lines = []
     for name in SETTINGS:
         value = getattr(config, name)
+        if name in HOOKS:
+            if value is not None:
+                lines.append(f"# {name} = {getattr(value, '__qualname__', value)!s} (a function)")
+            continue
         if name == "umask" and value is not None:
             lines.append(f"{name} = 0o{value:03o}")
         elif isinstance(value, tuple):
@@ -610,6 +798,12 @@ def settings_markdown() -> str:
                 continue
             out.append(f"### `{name}`")
             out.append("")
+            if name in HOOKS:
+                out.append("- Configuration file only (a function)")
+                out.append("")
+                out.append(meta.help)
+                out.append("")
+                continue
             flags = list(meta.flags) or [meta.metavar or name.upper()]
             if meta.negative:
                 flags.append(meta.negative)

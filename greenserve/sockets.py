@@ -43,6 +43,13 @@ class Listener:
     def is_unix(self) -> bool:
         return self.kind == "unix"
 
+    def bind_spec(self) -> str:
+        """A --bind value for this listener's actual address (port 0 resolved)."""
+        if self.is_unix:
+            return f"unix:{self.unix_path or self.label}"
+        host = self.server_name
+        return f"[{host}]:{self.server_port}" if ":" in host else f"{host}:{self.server_port}"
+
     def url(self, scheme: str = "http") -> str:
         if self.is_unix:
             return f"unix:{self.unix_path or self.label}"
@@ -127,7 +134,7 @@ def _remove_stale_unix_socket(path: str) -> None:
     raise BootError(f"bind unix:{path}: another server is listening on this socket")
 
 
-def _tcp_listener(spec: BindSpec, backlog: int, reuse_port: bool) -> Listener:
+def _tcp_listener(spec: BindSpec, backlog: int, reuse_port: bool, listen: bool = True) -> Listener:
     try:
         infos = socket.getaddrinfo(
             spec.host, spec.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
@@ -144,19 +151,25 @@ def _tcp_listener(spec: BindSpec, backlog: int, reuse_port: bool) -> Listener:
                 raise BootError("--reuse-port: SO_REUSEPORT is not available on this platform")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(backlog)
+        if listen:
+            sock.listen(backlog)
     except OSError as exc:
         sock.close()
         hint = " (already in use?)" if exc.errno == errno.EADDRINUSE else ""
         raise BootError(f"bind {spec.host}:{spec.port}: {exc.strerror or exc}{hint}") from None
+    return _describe(sock)
+
+
+def _describe(sock: socket.socket, unix_path: str | None = None) -> Listener:
+    """A Listener for a bound socket, named after its actual address."""
+    if sock.family == getattr(socket, "AF_UNIX", None):
+        name = sock.getsockname()
+        path = name.decode() if isinstance(name, bytes) else name
+        return Listener(
+            sock, "unix", server_name="localhost", server_port="80", unix_path=unix_path, label=path
+        )
     host, port = sock.getsockname()[:2]
-    return Listener(
-        sock,
-        "tcp",
-        server_name=host,
-        server_port=str(port),
-        wildcard=host in ("0.0.0.0", "::"),
-    )
+    return Listener(sock, "tcp", server_name=host, server_port=str(port), wildcard=host in ("0.0.0.0", "::"))
 
 
 def _unix_listener(spec: BindSpec, backlog: int, umask: int | None) -> Listener:
@@ -171,27 +184,31 @@ def _unix_listener(spec: BindSpec, backlog: int, umask: int | None) -> Listener:
     except OSError as exc:
         sock.close()
         raise BootError(f"bind unix:{spec.path}: {exc.strerror or exc}") from None
-    return Listener(sock, "unix", server_name="localhost", server_port="80", unix_path=spec.path)
+    return _describe(sock, unix_path=spec.path)
 
 
-def _fd_listener(spec: BindSpec, backlog: int) -> Listener:
+def adopt_fd(fd: int, backlog: int, owned: bool = False) -> Listener:
+    """A Listener for an inherited listening socket (fd://N, systemd, USR2).
+
+    ``owned``: this process is responsible for the Unix socket file (a
+    re-executed master is); systemd's and fd:// sockets belong to whoever
+    created them.
+    """
     try:
-        sock = socket.socket(fileno=spec.fd)
+        sock = socket.socket(fileno=fd)
     except OSError as exc:
-        raise BootError(f"bind fd://{spec.fd}: not a socket: {exc.strerror or exc}") from None
+        raise BootError(f"fd://{fd}: not a socket: {exc.strerror or exc}") from None
     if sock.type != socket.SOCK_STREAM:
-        raise BootError(f"bind fd://{spec.fd}: not a stream socket")
+        raise BootError(f"fd://{fd}: not a stream socket")
     try:
         sock.listen(backlog)
     except OSError as exc:
-        raise BootError(f"bind fd://{spec.fd}: cannot listen: {exc.strerror or exc}") from None
-    if sock.family == getattr(socket, "AF_UNIX", None):
-        name = sock.getsockname()
-        path = name.decode() if isinstance(name, bytes) else name
-        # Inherited: whoever created the socket file owns it; do not unlink it.
-        return Listener(sock, "unix", server_name="localhost", server_port="80", label=path)
-    host, port = sock.getsockname()[:2]
-    return Listener(sock, "tcp", server_name=host, server_port=str(port), wildcard=host in ("0.0.0.0", "::"))
+        raise BootError(f"fd://{fd}: cannot listen: {exc.strerror or exc}") from None
+    os.set_inheritable(fd, False)
+    listener = _describe(sock)
+    if owned and listener.is_unix:
+        listener.unix_path = listener.label
+    return listener
 
 
 def create_listeners(
@@ -200,17 +217,23 @@ def create_listeners(
     backlog: int = 2048,
     reuse_port: bool = False,
     umask: int | None = None,
+    listen: bool = True,
 ) -> list[Listener]:
-    """Bind every address; on any failure close what was opened and raise BootError."""
+    """Bind every address; on any failure close what was opened and raise BootError.
+
+    ``listen=False`` (the master with --reuse-port) only reserves TCP ports:
+    each worker binds and listens on its own socket, and a socket that does
+    not listen receives no connections.
+    """
     listeners: list[Listener] = []
     try:
         for spec in validate_binds(binds):
             if spec.kind == "unix":
                 listeners.append(_unix_listener(spec, backlog, umask))
             elif spec.kind == "fd":
-                listeners.append(_fd_listener(spec, backlog))
+                listeners.append(adopt_fd(spec.fd, backlog))
             else:
-                listeners.append(_tcp_listener(spec, backlog, reuse_port))
+                listeners.append(_tcp_listener(spec, backlog, reuse_port, listen))
     except BaseException:
         close_listeners(listeners)
         raise

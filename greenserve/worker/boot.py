@@ -16,8 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 from greenserve.config import Config
-from greenserve.errors import EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR, EXIT_OK, AppLoadError, BootError
+from greenserve.errors import (
+    EXIT_APP_LOAD_ERROR,
+    EXIT_BOOT_ERROR,
+    EXIT_ERROR,
+    EXIT_OK,
+    AppLoadError,
+    BootError,
+)
 from greenserve.sockets import Listener
+from greenserve.workerlink import MSG_READY, MSG_RETIRE, WorkerLink
 
 log = logging.getLogger("greenserve.error")
 
@@ -59,13 +67,29 @@ def build_server(config: Config, app: Callable, listeners: list[Listener], *, mu
     )
 
 
-class _Stopper:
-    """Signal handling for a worker: the first stop signal drains, a second cuts."""
+class _Controller:
+    """Signals and the master link for one running worker.
 
-    def __init__(self, server: Any, graceful_timeout: float) -> None:
+    First stop signal drains, a second cuts. Under a master, SIGTERM drains
+    and SIGINT/SIGQUIT cut (as the master asks); in single-process mode
+    SIGINT (Ctrl-C) drains too, like SIGTERM.
+    """
+
+    def __init__(
+        self,
+        server: Any,
+        config: Config,
+        link: WorkerLink | None,
+        worker: Any,
+        master_pid: int | None,
+    ) -> None:
         self.server = server
-        self.graceful_timeout = graceful_timeout
+        self.config = config
+        self.link = link
+        self.worker = worker
+        self.master_pid = master_pid
         self.draining = False
+        self.max_requests = getattr(worker, "max_requests", 0) if link is not None else 0
 
     def graceful(self, signum: int | None = None) -> None:
         import gevent
@@ -77,24 +101,31 @@ class _Stopper:
         busy = sum(1 for conn in self.server.connections if not conn.idle)
         name = signal.Signals(signum).name if signum else "stop"
         log.info(
-            "%s: graceful shutdown, waiting up to %g s for %d connection(s) in progress",
+            "Worker %d: %s: graceful shutdown, waiting up to %g s for %d connection(s) in progress",
+            os.getpid(),
             name,
-            self.graceful_timeout,
+            self.config.graceful_timeout,
             busy,
         )
-        gevent.spawn(self.server.shutdown, self.graceful_timeout)
+        gevent.spawn(self.server.shutdown, self.config.graceful_timeout)
 
     def quick(self, signum: int | None = None) -> None:
         import gevent
 
         name = signal.Signals(signum).name if signum else "stop"
-        log.info("%s: quick shutdown", name)
+        log.info("Worker %d: %s: quick shutdown", os.getpid(), name)
+        self.draining = True
         gevent.spawn(self.server.kill)
 
     def install(self) -> None:
         """gevent signal watchers on POSIX; plain handlers where gevent has none (Windows)."""
-        graceful = [signal.SIGTERM, signal.SIGINT]
+        multiprocess = self.link is not None
+        graceful = [signal.SIGTERM]
         quick = []
+        if multiprocess:
+            quick.append(signal.SIGINT)
+        else:
+            graceful.append(signal.SIGINT)
         if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break
             graceful.append(signal.SIGBREAK)
         if hasattr(signal, "SIGQUIT"):
@@ -102,10 +133,17 @@ class _Stopper:
         if os.name == "posix":
             import gevent
 
+            from greenserve import logs
+
             for signum in graceful:
                 gevent.signal_handler(signum, self.graceful, signum)
             for signum in quick:
                 gevent.signal_handler(signum, self.quick, signum)
+            gevent.signal_handler(signal.SIGUSR1, logs.reopen_files)
+            for name in ("SIGHUP", "SIGWINCH", "SIGTTIN", "SIGTTOU", "SIGUSR2"):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
+            # Not through the hub: when --timeout fires, the hub is what is stuck.
+            signal.signal(signal.SIGABRT, _dump_and_exit)
             return
         import gevent  # pragma: no cover - exercised by the Windows CI job
 
@@ -120,29 +158,91 @@ class _Stopper:
         for signum in graceful:  # pragma: no cover
             signal.signal(signum, deliver(self.graceful))
 
+    def supervise(self) -> None:
+        """Greenlet: heartbeats, master liveness, --max-requests."""
+        import gevent
+
+        link = self.link
+        assert link is not None
+        interval = max(0.05, min(1.0, self.config.timeout / 4)) if self.config.timeout else 1.0
+        retire_sent = False
+        while True:
+            link.beat()
+            if self.master_pid and os.getppid() != self.master_pid and not self.draining:
+                log.warning("Worker %d: the master went away; shutting down", os.getpid())
+                self.graceful(None)
+            if self.max_requests and not retire_sent and self.server.requests >= self.max_requests:
+                retire_sent = True
+                log.info(
+                    "Worker %d served %d requests (--max-requests): asking for a replacement",
+                    os.getpid(),
+                    self.server.requests,
+                )
+                link.send(MSG_RETIRE)
+            gevent.sleep(interval)
+
+
+def format_stacks(frame: Any) -> str:
+    """The stack that is blocking the hub (``frame``), then every other greenlet's."""
+    import gc
+    import traceback
+
+    from greenlet import greenlet
+
+    parts = ["Blocking the event loop:\n" + "".join(traceback.format_stack(frame))]
+    for obj in gc.get_objects():
+        if isinstance(obj, greenlet) and obj.gr_frame is not None and not obj.dead:
+            name = getattr(obj, "name", None) or type(obj).__name__
+            parts.append(
+                f"Greenlet {name} at 0x{id(obj):x}:\n" + "".join(traceback.format_stack(obj.gr_frame))
+            )
+    return "\n".join(parts)
+
+
+def _dump_and_exit(signum: int, frame: Any) -> None:
+    """SIGABRT from the master: log every greenlet's stack, then exit."""
+    try:
+        stacks = format_stacks(frame)
+    except Exception as exc:  # noqa: BLE001 - the dump is best effort, the exit is not
+        stacks = f"(could not format the stacks: {exc!r})"
+    log.error("Worker %d: event loop blocked longer than --timeout (SIGABRT).\n%s", os.getpid(), stacks)
+    for handler in log.handlers:
+        handler.flush()
+    os._exit(EXIT_ERROR)
+
 
 def run(
     config: Config,
     listeners: list[Listener],
     *,
     multiprocess: bool = False,
+    link: WorkerLink | None = None,
+    worker: Any = None,
+    app: Callable | None = None,
+    master_pid: int | None = None,
     on_ready: Callable[[Any], None] | None = None,
 ) -> int:
     """Patch, load, serve until a stop signal; returns the process exit code."""
     patch()
-    try:
-        app = load_application(config)
-    except AppLoadError as exc:
-        log.error("%s", exc)
-        log.debug("application load traceback", exc_info=exc.__cause__ or exc)
-        return EXIT_APP_LOAD_ERROR
+    if link is not None:
+        link.beat()
+    if app is None:
+        try:
+            app = load_application(config)
+        except AppLoadError as exc:
+            log.error("%s", exc)
+            log.debug("application load traceback", exc_info=exc.__cause__ or exc)
+            return EXIT_APP_LOAD_ERROR
     try:
         server = build_server(config, app, listeners, multiprocess=multiprocess)
     except BootError as exc:
         log.error("%s", exc)
         return EXIT_BOOT_ERROR
-    stopper = _Stopper(server, config.graceful_timeout)
-    stopper.install()
+    server.worker = worker
+    controller = _Controller(server, config, link, worker, master_pid)
+    controller.install()
+    if config.post_worker_init is not None:
+        config.post_worker_init(worker)
     server.start()
     log.info(
         "Worker %d serving %s (%s parser, up to %d connections)",
@@ -151,12 +251,24 @@ def run(
         server.http_backend,
         config.worker_connections,
     )
+    if link is not None:
+        import gevent
+
+        link.send(MSG_READY)
+        gevent.spawn(controller.supervise)
+    elif config.max_requests:
+        log.warning("--max-requests is ignored in single-process mode (no master to replace the worker)")
     if on_ready is not None:
         on_ready(server)
     try:
         server.serve_forever()
     except KeyboardInterrupt:  # pragma: no cover - Windows delivers Ctrl-C this way
         server.shutdown(config.graceful_timeout)
+    if config.worker_exit is not None:
+        try:
+            config.worker_exit(worker)
+        except Exception:
+            log.exception("worker_exit hook failed")
     log.info("Worker %d stopped", os.getpid())
     sys.stderr.flush()
     return EXIT_OK

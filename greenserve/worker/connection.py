@@ -49,6 +49,14 @@ class ClientTimeout(TimeoutError):
     """A wait on the client overran its deadline (raised into the waiting greenlet)."""
 
 
+class RequestTimeout(BaseException):
+    """``--request-timeout`` expired: raised into the request's greenlet.
+
+    A BaseException, like gevent's Timeout, so an application's
+    ``except Exception`` does not swallow the cancellation.
+    """
+
+
 class Connection:
     """A client connection. ``run`` is the body of its greenlet."""
 
@@ -62,6 +70,7 @@ class Connection:
         "linger",
         "parser",
         "raw_send",
+        "request_deadline",
         "response",
         "server",
         "sock",
@@ -84,6 +93,8 @@ class Connection:
         self.response: WSGIResponse | None = None
         #: When the current wait on the client must end (monotonic); 0: not waiting.
         self.deadline = 0.0
+        #: When the running request must be cancelled (--request-timeout); 0: never.
+        self.request_deadline = 0.0
         self.greenlet: Any = None
         # The non-blocking send(2) of a plain gevent socket; TLS sockets go
         # through their own send, which waits for the handshake state.
@@ -126,6 +137,12 @@ class Connection:
         if self.deadline == deadline and deadline and self.greenlet is not None:
             self.deadline = 0.0
             self.greenlet.throw(ClientTimeout("the client took too long"))
+
+    def cancel_request(self, deadline: float) -> None:
+        """Called by the reaper in the hub: cancel the request if it is still the same one."""
+        if self.request_deadline == deadline and deadline and self.greenlet is not None:
+            self.request_deadline = 0.0
+            self.greenlet.throw(RequestTimeout())
 
     def _lingering_close(self) -> None:
         """Stop sending, then read what the client still sends, briefly.
@@ -232,7 +249,20 @@ class Connection:
         access_log = server.access_log
         started = perf_counter() if access_log is not None else 0.0
         server.requests += 1
-        response.run(server.app, environ)
+        if server.pre_request is not None:
+            server.pre_request(server.worker, environ)
+        if server.request_timeout:
+            self.request_deadline = monotonic() + server.request_timeout
+            try:
+                response.run(server.app, environ)
+            except RequestTimeout:
+                response.timed_out()
+            finally:
+                self.request_deadline = 0.0
+        else:
+            response.run(server.app, environ)
+        if server.post_request is not None:
+            server.post_request(server.worker, environ, response.status)
         keep_alive = response.keep_alive
         if not body.done:
             if not keep_alive or body.continue_pending or self.body_error is not None:

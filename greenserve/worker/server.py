@@ -114,6 +114,11 @@ class WorkerServer:
         self.connections: set[Connection] = set()
         self.requests = 0
         self.stopping = False
+        #: The worker record from the master (None in single-process mode), for hooks.
+        self.worker: Any = None
+        self.request_timeout = config.request_timeout
+        self.pre_request = config.pre_request
+        self.post_request = config.post_request
         self._room = Event()
         self._room.set()
         self._idle_done = Event()
@@ -123,6 +128,8 @@ class WorkerServer:
         timeouts = [config.header_timeout, config.client_timeout]
         if config.keep_alive > 0:
             timeouts.append(config.keep_alive)
+        if config.request_timeout > 0:
+            timeouts.append(config.request_timeout)
         #: How often overdue client waits are looked for: timeouts are this precise.
         self.reap_interval = min(0.5, max(0.05, min(timeouts) / 5))
         self._gsockets: list[Any] = []
@@ -191,6 +198,9 @@ class WorkerServer:
                 deadline = conn.deadline
                 if deadline and deadline <= now:
                     run_callback(conn.expire, deadline)
+                deadline = conn.request_deadline
+                if deadline and deadline <= now:
+                    run_callback(conn.cancel_request, deadline)
 
     def serve_forever(self) -> None:
         """Serve until :meth:`shutdown` (or :meth:`kill`) has finished."""

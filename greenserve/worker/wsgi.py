@@ -137,6 +137,10 @@ class WSGIResponse:
         except Exception as exc:  # noqa: BLE001 - the application's errors become a 500
             self._fail(500, exc, "error handling request")
 
+    def timed_out(self) -> None:
+        """``--request-timeout`` cancelled the request: 504 if nothing was sent yet."""
+        self._fail(504, None, "request cancelled after --request-timeout")
+
     def _fail(self, status: int, exc: BaseException | None, message: str) -> None:
         request = self.request
         where = f"{request.method} {request.target.decode('latin-1')[:200]}"

@@ -1,0 +1,662 @@
+"""The master's loop: signals in, worker processes kept right.
+
+Signal handlers only append to a queue and write a byte to a pipe that wakes
+the loop; ``handle_<signal>`` methods do the work, one at a time, in the loop.
+Every pass of the loop also reaps exited workers, reads their messages
+(ready, retire), checks heartbeats and deadlines, and spawns or stops workers
+until the set is right:
+
+- as many *active* workers (booting or ready, current configuration, not
+  retiring) as ``workers``;
+- superseded workers (an older configuration after HUP, or retiring after
+  ``--max-requests``) are stopped gracefully only once that many active
+  workers are *ready*, so capacity never drops and no connection is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import random
+import select
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from greenserve import __version__, logs
+from greenserve.config import Config
+from greenserve.errors import (
+    EXIT_APP_LOAD_ERROR,
+    EXIT_BOOT_ERROR,
+    EXIT_ERROR,
+    EXIT_OK,
+    AppLoadError,
+    BootError,
+    ConfigError,
+)
+from greenserve.master import systemd
+from greenserve.master.process import (
+    BOOTING,
+    READY,
+    STOPPING,
+    WorkerRecord,
+    resolve_ids,
+    run_child,
+    set_proc_title,
+)
+from greenserve.sockets import Listener, adopt_fd, close_listeners, create_listeners
+from greenserve.workerlink import MSG_READY, MSG_RETIRE, WorkerLink
+
+log = logging.getLogger("greenserve.error")
+
+# Captured at import, before --preload may let gevent patch the os, select,
+# time and signal modules: the master's own loop must stay plainly blocking.
+_fork = os.fork
+_waitpid = os.waitpid
+_select = select.select
+_sleep = time.sleep
+_signal = signal.signal
+
+#: Environment variable naming the listening descriptors a re-executed master inherits.
+INHERITED_FDS_ENV = "_GREENSERVE_INHERITED_FDS"
+#: After SIGABRT for a missed heartbeat, how long a worker gets to dump its stacks.
+ABORT_GRACE = 5.0
+#: After a quick stop (INT/QUIT), how long workers get before SIGKILL.
+QUICK_STOP_GRACE = 3.0
+#: A worker dying before it is ready, this soon after its spawn, counts toward a crash loop.
+CRASH_WINDOW = 5.0
+MAX_BACKOFF = 30.0
+_LOOP_INTERVAL = 0.5
+
+
+class StopMaster(Exception):
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Arbiter:
+    """Supervises the worker processes of one greenserve server."""
+
+    SIGNALS = tuple(
+        getattr(signal, name)
+        for name in (
+            "SIGHUP",
+            "SIGQUIT",
+            "SIGINT",
+            "SIGTERM",
+            "SIGTTIN",
+            "SIGTTOU",
+            "SIGUSR1",
+            "SIGUSR2",
+            "SIGCHLD",
+            "SIGWINCH",
+        )
+        if hasattr(signal, name)
+    )
+
+    def __init__(self, config: Config, reload_config: Callable[[], Config] | None = None) -> None:
+        self.config = config
+        self._reload_config = reload_config
+        self.pid = os.getpid()
+        self.num_workers = config.workers
+        self.listeners: list[Listener] = []
+        self.workers: dict[int, WorkerRecord] = {}
+        self.generation = 1
+        self.age = 0
+        self.signal_queue: deque[int] = deque()
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.exit_code = EXIT_OK
+        self.reexec_pid = 0
+        self.preloaded_app: Any = None
+        self.uid: int | None = None
+        self.gid: int | None = None
+        self.proc_name = config.proc_name or config.app
+        self.ready_announced = False
+        self._previous_config: Config | None = None
+        self._crashes = 0
+        self._spawn_after = 0.0
+        self._wake_r = self._wake_w = -1
+        self._reloader: Any = None
+        self._last_reload_check = 0.0
+        self._unlink_sockets = True
+
+    # -- startup -------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, supervise until stopped; returns the exit code."""
+        try:
+            self.start()
+            self.loop()
+        except StopMaster as stop:
+            if stop.reason:
+                log.error("%s", stop.reason)
+            self.exit_code = stop.code
+            self.stop_workers(graceful=False)
+        except KeyboardInterrupt:  # pragma: no cover - SIGINT is handled; belt and braces
+            self.stop_workers(graceful=False)
+        finally:
+            self.cleanup()
+        return self.exit_code
+
+    def start(self) -> None:
+        config = self.config
+        log.info("Starting greenserve %s (master pid %d)", __version__, self.pid)
+        if config.on_starting is not None:
+            config.on_starting(self)
+        self.uid, self.gid = resolve_ids(config.user, config.group) if os.name == "posix" else (None, None)
+        self._setup_signals()
+        self.listeners = self._open_listeners()
+        scheme = "https" if config.tls else "http"
+        for listener in self.listeners:
+            log.info("Listening at: %s (%d)", listener.url(scheme), self.pid)
+        self._write_pidfile()
+        if config.preload and config.reload:
+            log.warning("--preload is ignored with --reload: code changes need fresh imports")
+        elif config.preload:
+            self._preload()
+        if config.reload:
+            from greenserve.master.reloader import Reloader
+
+            roots = [os.getcwd(), *config.pythonpath]
+            self._reloader = Reloader(roots, config.reload_extra_files)
+            log.info("Reloading on changes below %s", ", ".join(self._reloader.roots))
+        set_proc_title(f"greenserve: master [{self.proc_name}]")
+        log.info("Using %d worker%s", self.num_workers, "" if self.num_workers == 1 else "s")
+
+    def _open_listeners(self) -> list[Listener]:
+        config = self.config
+        inherited = os.environ.pop(INHERITED_FDS_ENV, "")
+        fds = [int(fd) for fd in inherited.split(",") if fd.strip().isdigit()]
+        if fds:
+            log.info("Inherited %d listening socket(s) from the previous master", len(fds))
+            return [adopt_fd(fd, config.backlog, owned=True) for fd in fds]
+        activated = systemd.listen_fds()
+        if activated:
+            log.info("Using %d socket(s) from systemd socket activation", len(activated))
+            return [adopt_fd(fd, config.backlog, owned=False) for fd in activated]
+        return create_listeners(
+            config.bind,
+            backlog=config.backlog,
+            reuse_port=config.reuse_port,
+            umask=config.umask,
+            listen=not config.reuse_port,
+        )
+
+    def listeners_for_worker(self) -> list[Listener]:
+        """In a child: the shared listeners, or its own with --reuse-port."""
+        if not self.config.reuse_port:
+            return self.listeners
+        own = []
+        for listener in self.listeners:
+            if listener.is_unix:
+                own.append(listener)
+                continue
+            own.extend(create_listeners([listener.bind_spec()], backlog=self.config.backlog, reuse_port=True))
+        return own
+
+    def _preload(self) -> None:
+        """Import the application here, after gevent has patched this process."""
+        from greenserve.worker import boot
+
+        boot.patch()
+        try:
+            self.preloaded_app = boot.load_application(self.config)
+        except AppLoadError as exc:
+            raise StopMaster(EXIT_APP_LOAD_ERROR, f"cannot load the application: {exc}") from None
+        log.info("Preloaded %s in the master (gevent patched first)", self.config.app)
+
+    def _setup_signals(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+        for signum in self.SIGNALS:
+            _signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """Signal handler: enqueue and wake the loop, nothing else."""
+        self.signal_queue.append(signum)
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b".")
+
+    def _write_pidfile(self) -> None:
+        path = self.config.pidfile
+        if not path:
+            return
+        with contextlib.suppress(OSError):
+            with open(path) as handle:
+                old = handle.read().strip()
+            if old.isdigit() and int(old) != self.pid and _alive(int(old)) and not _is_parent(int(old)):
+                raise StopMaster(EXIT_BOOT_ERROR, f"pidfile {path}: another server is running (pid {old})")
+        tmp = f"{path}.{self.pid}.tmp"
+        with open(tmp, "w") as handle:
+            handle.write(f"{self.pid}\n")
+        os.replace(tmp, path)
+
+    # -- the loop --------------------------------------------------------------------
+
+    def loop(self) -> None:
+        while True:
+            self._wait()
+            while self.signal_queue:
+                signum = self.signal_queue.popleft()
+                name = signal.Signals(signum).name[3:].lower()
+                getattr(self, f"handle_{name}")()
+            self.reap()
+            self.read_messages()
+            if self.stopping:
+                if not self.workers:
+                    return
+                self._enforce_stop_deadline()
+                continue
+            self.check_heartbeats()
+            self.check_reload()
+            self.manage_workers()
+
+    def _wait(self) -> None:
+        fds = [self._wake_r] + [w.link.read_fd for w in self.workers.values() if w.link.read_fd >= 0]
+        try:
+            readable, _, _ = _select(fds, [], [], _LOOP_INTERVAL)
+        except InterruptedError:
+            return
+        except OSError as exc:  # pragma: no cover - a closed pipe between loops
+            if exc.errno != errno.EBADF:
+                raise
+            return
+        if self._wake_r in readable:
+            with contextlib.suppress(OSError):
+                while os.read(self._wake_r, 4096):
+                    pass
+
+    # -- signals -----------------------------------------------------------------------
+
+    def handle_chld(self) -> None:
+        pass  # reaping happens on every pass of the loop
+
+    def handle_hup(self) -> None:
+        log.info("SIGHUP: reloading the configuration and replacing the workers")
+        self.reload()
+
+    def handle_term(self) -> None:
+        log.info("SIGTERM: graceful shutdown (up to %g s)", self.config.graceful_timeout)
+        self.stop_workers(graceful=True)
+
+    def handle_int(self) -> None:
+        log.info("SIGINT: quick shutdown")
+        self.stop_workers(graceful=False)
+
+    def handle_quit(self) -> None:
+        log.info("SIGQUIT: quick shutdown")
+        self.stop_workers(graceful=False)
+
+    def handle_ttin(self) -> None:
+        self.num_workers += 1
+        log.info("SIGTTIN: %d workers", self.num_workers)
+
+    def handle_ttou(self) -> None:
+        if self.num_workers <= 1:
+            log.info("SIGTTOU: already at 1 worker")
+            return
+        self.num_workers -= 1
+        log.info("SIGTTOU: %d workers", self.num_workers)
+
+    def handle_usr1(self) -> None:
+        log.info("SIGUSR1: reopening log files")
+        logs.reopen_files()
+        for worker in self.workers.values():
+            self._kill(worker, signal.SIGUSR1)
+
+    def handle_usr2(self) -> None:
+        self.reexec()
+
+    def handle_winch(self) -> None:
+        pass  # ignored: terminals send it on resize
+
+    # -- workers ---------------------------------------------------------------------
+
+    def spawn_worker(self) -> WorkerRecord:
+        config = self.config
+        link = WorkerLink(config.worker_tmp_dir or None)
+        if self.uid is not None or self.gid is not None:
+            os.fchown(
+                link.heartbeat_fd, -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid
+            )
+        self.age += 1
+        jitter = random.randint(0, config.max_requests_jitter) if config.max_requests else 0  # noqa: S311
+        worker = WorkerRecord(
+            age=self.age,
+            link=link,
+            generation=self.generation,
+            max_requests=config.max_requests + jitter if config.max_requests else 0,
+        )
+        if config.pre_fork is not None:
+            config.pre_fork(self, worker)
+        pid = _fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which never returns
+            run_child(self, worker)
+        worker.pid = pid
+        worker.spawned_at = time.monotonic()
+        link.after_fork_in_master()
+        self.workers[pid] = worker
+        log.info("Booting worker %d (age %d)", pid, worker.age)
+        return worker
+
+    def close_in_child(self, worker: WorkerRecord) -> None:
+        """In a new child: close what belongs to the master and the other workers."""
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for other in self.workers.values():
+            if other is not worker:
+                other.link.close()
+        self.workers = {}
+
+    def _kill(self, worker: WorkerRecord, signum: int) -> None:
+        try:
+            os.kill(worker.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def stop_worker(self, worker: WorkerRecord, graceful: bool = True) -> None:
+        if worker.state == STOPPING and graceful:
+            return
+        worker.state = STOPPING
+        worker.expected_exit = True
+        worker.stop_sent_at = time.monotonic()
+        self._kill(worker, signal.SIGTERM if graceful else signal.SIGQUIT)
+
+    def stop_workers(self, graceful: bool) -> None:
+        if systemd.notify("STOPPING=1"):
+            pass
+        self.stopping = True
+        timeout = self.config.graceful_timeout if graceful else QUICK_STOP_GRACE
+        deadline = time.monotonic() + timeout + (2.0 if graceful else 0.0)
+        self.stop_deadline = min(self.stop_deadline, deadline) if self.stop_deadline else deadline
+        if not graceful:
+            self.exit_code = self.exit_code or EXIT_OK
+        for worker in list(self.workers.values()):
+            self.stop_worker(worker, graceful)
+        # A quick stop after a graceful one escalates the signal.
+        if not graceful:
+            for worker in list(self.workers.values()):
+                self._kill(worker, signal.SIGQUIT)
+
+    def _enforce_stop_deadline(self) -> None:
+        if self.stop_deadline and time.monotonic() > self.stop_deadline:
+            for worker in list(self.workers.values()):
+                log.warning("worker %d did not stop in time: SIGKILL", worker.pid)
+                self._kill(worker, signal.SIGKILL)
+            self.stop_deadline = time.monotonic() + 5.0
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = _waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            if pid == self.reexec_pid:
+                self._reexec_exited(code)
+                continue
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            worker.link.close()
+            self._worker_exited(worker, code)
+
+    def _worker_exited(self, worker: WorkerRecord, code: int) -> None:
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        if worker.expected_exit and code in (0, -signal.SIGKILL, -signal.SIGTERM, -signal.SIGQUIT):
+            log.info("Worker %d stopped (%s)", worker.pid, how)
+            return
+        if worker.aborted_at:
+            log.error("Worker %d was replaced after a timeout (%s)", worker.pid, how)
+            return
+        if code in (EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR) and not self.stopping:
+            self._boot_failure(worker, code)
+            return
+        if self.stopping:
+            log.info("Worker %d exited (%s)", worker.pid, how)
+            return
+        log.error("Worker %d died unexpectedly (%s); starting a new one", worker.pid, how)
+        if worker.state == BOOTING and time.monotonic() - worker.spawned_at < CRASH_WINDOW:
+            self._crashes += 1
+            delay = min(MAX_BACKOFF, 0.5 * 2 ** (self._crashes - 1))
+            self._spawn_after = time.monotonic() + delay
+            log.warning("Workers keep dying right after starting: next spawn in %.1f s", delay)
+        else:
+            self._crashes = 0
+
+    def _boot_failure(self, worker: WorkerRecord, code: int) -> None:
+        """A worker could not load the app or start: never a respawn loop."""
+        what = "load the application" if code == EXIT_APP_LOAD_ERROR else "start"
+        serving = [w for w in self.workers.values() if w.state == READY and w.generation < worker.generation]
+        if serving:
+            # A reload failed: keep the workers of the previous configuration.
+            keep = max(w.generation for w in serving)
+            log.error(
+                "Worker %d could not %s after a reload; keeping the %d previous worker(s)",
+                worker.pid,
+                what,
+                len(serving),
+            )
+            for other in list(self.workers.values()):
+                if other.generation > keep:
+                    self.stop_worker(other)
+            self.generation = keep
+            if self._previous_config is not None:
+                self.config = self._previous_config
+            return
+        if self.config.reload:
+            log.error("Worker %d could not %s; waiting for a file change to retry", worker.pid, what)
+            self._spawn_after = float("inf")
+            return
+        raise StopMaster(code, f"Worker {worker.pid} could not {what}: shutting down (exit code {code})")
+
+    def read_messages(self) -> None:
+        for worker in list(self.workers.values()):
+            if worker.link.read_fd < 0:
+                continue
+            data = worker.link.receive()
+            if not data:
+                continue
+            if MSG_READY in data and worker.state == BOOTING:
+                worker.state = READY
+                self._crashes = 0
+                log.debug("Worker %d is ready", worker.pid)
+            if MSG_RETIRE in data and not worker.retiring and worker.state != STOPPING:
+                worker.retiring = True
+                log.info("Worker %d reached --max-requests: starting its replacement", worker.pid)
+
+    def check_heartbeats(self) -> None:
+        timeout = self.config.timeout
+        now_wall = time.time()
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if worker.aborted_at:
+                if now - worker.aborted_at > ABORT_GRACE:
+                    log.error("Worker %d is still alive after SIGABRT: SIGKILL", worker.pid)
+                    self._kill(worker, signal.SIGKILL)
+                    worker.aborted_at = now + 3600  # once
+                continue
+            if worker.state == STOPPING:
+                continue
+            if timeout and now_wall - worker.link.last_beat() > timeout:
+                log.error(
+                    "Worker %d timed out: its event loop has been blocked for more than %g s "
+                    "(--timeout); sending SIGABRT",
+                    worker.pid,
+                    timeout,
+                )
+                worker.aborted_at = now
+                self._kill(worker, signal.SIGABRT)
+        for worker in list(self.workers.values()):
+            overdue = now - worker.stop_sent_at > self.config.graceful_timeout + 5.0
+            if worker.state == STOPPING and worker.stop_sent_at and overdue:
+                log.warning("Worker %d did not stop in time: SIGKILL", worker.pid)
+                self._kill(worker, signal.SIGKILL)
+                worker.stop_sent_at = now + 3600
+
+    def check_reload(self) -> None:
+        if self._reloader is None:
+            return
+        now = time.monotonic()
+        if now - self._last_reload_check < 1.0:
+            return
+        self._last_reload_check = now
+        changed = self._reloader.changed()
+        if changed:
+            shown = ", ".join(os.path.relpath(path) for path in changed[:3])
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            log.info("Changed: %s%s; restarting the workers", shown, more)
+            self._spawn_after = 0.0
+            self._crashes = 0
+            self.reload()
+
+    def manage_workers(self) -> None:
+        workers = list(self.workers.values())
+        active = [
+            w for w in workers if w.state != STOPPING and not w.retiring and w.generation == self.generation
+        ]
+        now = time.monotonic()
+        while len(active) < self.num_workers and now >= self._spawn_after:
+            active.append(self.spawn_worker())
+        if len(active) > self.num_workers:
+            for worker in sorted(active, key=lambda w: w.age)[: len(active) - self.num_workers]:
+                log.info("Stopping worker %d (%d workers wanted)", worker.pid, self.num_workers)
+                self.stop_worker(worker)
+                active.remove(worker)
+        ready = [w for w in active if w.state == READY]
+        if len(ready) >= self.num_workers:
+            for worker in workers:
+                if worker.state != STOPPING and (worker.retiring or worker.generation < self.generation):
+                    log.info("Stopping worker %d: replaced", worker.pid)
+                    self.stop_worker(worker)
+            if not self.ready_announced:
+                self.ready_announced = True
+                log.info("Ready: %d worker(s) serving %s", len(ready), self.config.app)
+                systemd.notify(f"READY=1\nSTATUS=serving with {len(ready)} workers\nMAINPID={self.pid}")
+                if self.config.when_ready is not None:
+                    self.config.when_ready(self)
+
+    # -- reload and re-exec ------------------------------------------------------------
+
+    def reload(self) -> None:
+        """New configuration, new workers; the old ones stop once the new are ready."""
+        if self._reload_config is not None:
+            try:
+                config = self._reload_config()
+            except ConfigError as exc:
+                log.error("reload: %s; keeping the current configuration", exc)
+                return
+            self._previous_config = self.config
+            if config.bind != self.config.bind:
+                log.warning("reload: bind changed; restart the master (or use USR2) to rebind")
+                config = config.replace(bind=self.config.bind)
+            self.config = config
+            logs.setup(config)
+            if config.workers != self._previous_config.workers:
+                self.num_workers = config.workers
+        self.generation += 1
+
+    def reexec(self) -> None:
+        """USR2: start a new master on the same sockets; this one keeps serving."""
+        if self.reexec_pid:
+            log.warning("SIGUSR2: a new master (pid %d) is already running", self.reexec_pid)
+            return
+        fds = []
+        for listener in self.listeners:
+            fd = listener.sock.fileno()
+            os.set_inheritable(fd, True)
+            fds.append(str(fd))
+        pidfile = self.config.pidfile
+        if pidfile:
+            with contextlib.suppress(OSError):
+                os.replace(pidfile, pidfile + ".oldbin")
+        env = {**os.environ, INHERITED_FDS_ENV: ",".join(fds)}
+        argv = [sys.executable, "-m", "greenserve", *sys.argv[1:]]
+        pid = _fork()
+        if pid == 0:  # pragma: no cover - becomes the new master
+            try:
+                for signum in self.SIGNALS:
+                    signal.signal(signum, signal.SIG_DFL)
+                os.execve(sys.executable, argv, env)  # noqa: S606 - our own interpreter
+            finally:
+                os._exit(EXIT_ERROR)
+        self.reexec_pid = pid
+        self._unlink_sockets = False
+        log.info("SIGUSR2: started a new master (pid %d) on the same sockets", pid)
+
+    def _reexec_exited(self, code: int) -> None:
+        log.error(
+            "The new master (pid %d) exited (code %d); this master keeps serving", self.reexec_pid, code
+        )
+        self.reexec_pid = 0
+        self._unlink_sockets = True
+        pidfile = self.config.pidfile
+        if pidfile:
+            with contextlib.suppress(OSError):
+                os.replace(pidfile + ".oldbin", pidfile)
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        for worker in list(self.workers.values()):
+            self._kill(worker, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            while self.workers:
+                pid, _ = _waitpid(-1, 0)
+                worker = self.workers.pop(pid, None)
+                if worker is not None:
+                    worker.link.close()
+        close_listeners(self.listeners, unlink=self._unlink_sockets and not self._new_master_alive())
+        pidfile = self.config.pidfile
+        if pidfile:
+            with contextlib.suppress(OSError):
+                with open(pidfile) as handle:
+                    owner = handle.read().strip()
+                if owner == str(self.pid):
+                    os.unlink(pidfile)
+        if self.config.on_exit is not None:
+            try:
+                self.config.on_exit(self)
+            except Exception:
+                log.exception("on_exit hook failed")
+        log.info("Shutting down: master %d exits (code %d)", self.pid, self.exit_code)
+
+    def _new_master_alive(self) -> bool:
+        return bool(self.reexec_pid) and _alive(self.reexec_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_parent(pid: int) -> bool:
+    """The pid in the pidfile is the master that re-executed us (USR2)."""
+    return pid == os.getppid()
+
+
+def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
+    """Entry point from the CLI."""
+    if not hasattr(os, "fork"):  # pragma: no cover - cli.py routes Windows to single.py
+        raise BootError("the pre-fork master needs os.fork")
+    return Arbiter(config, reload_config).run()

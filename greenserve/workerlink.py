@@ -1,0 +1,87 @@
+"""The link between the master and one worker process.
+
+Made by the master before it forks, used by both sides afterwards:
+
+- a **heartbeat file** in ``--worker-tmp-dir``: the worker changes the file's
+  mode every second from a greenlet, which updates its ctime; the master
+  reads the ctime. If the worker's gevent hub is blocked (a greenlet spinning
+  the CPU, a C call that never returns), the beats stop and the master acts
+  after ``--timeout``. One syscall a second on each side, and the master
+  needs no other channel to notice a hung worker.
+- a **control pipe**, worker to master, for one-byte messages: the worker is
+  ready (accepting), or wants to retire (``--max-requests``) once a
+  replacement is ready.
+
+Standard library only: the master imports this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+
+MSG_READY = b"R"
+MSG_RETIRE = b"Q"
+
+
+def default_tmp_dir() -> str | None:
+    """``/dev/shm`` when it exists: a disk-backed /tmp can stall the heartbeat."""
+    shm = "/dev/shm"  # noqa: S108 - a private, randomly named, unlinked file
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
+class WorkerLink:
+    """Heartbeat file + control pipe for one worker."""
+
+    def __init__(self, tmp_dir: str | None = None) -> None:
+        fd, path = tempfile.mkstemp(prefix="greenserve-heartbeat-", dir=tmp_dir or default_tmp_dir())
+        os.unlink(path)  # anonymous: nothing to clean up if the master dies
+        self.heartbeat_fd = fd
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        self._spinner = 0
+        self.created = time.time()
+
+    # -- worker side -------------------------------------------------------------
+
+    def after_fork_in_worker(self) -> None:
+        os.close(self.read_fd)
+        self.read_fd = -1
+
+    def beat(self) -> None:
+        """Prove the worker's event loop is alive (changes the file's ctime)."""
+        self._spinner ^= 1
+        os.fchmod(self.heartbeat_fd, 0o600 | self._spinner)
+
+    def send(self, message: bytes) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.write_fd, message)
+
+    # -- master side -------------------------------------------------------------
+
+    def after_fork_in_master(self) -> None:
+        os.close(self.write_fd)
+        self.write_fd = -1
+
+    def last_beat(self) -> float:
+        """Wall-clock time of the last heartbeat (the spawn time before the first)."""
+        try:
+            return max(os.fstat(self.heartbeat_fd).st_ctime, self.created)
+        except OSError:
+            return self.created
+
+    def receive(self) -> bytes:
+        """Messages the worker sent since the last call (non-blocking)."""
+        try:
+            return os.read(self.read_fd, 512)
+        except (BlockingIOError, OSError):
+            return b""
+
+    def close(self) -> None:
+        for fd in (self.heartbeat_fd, self.read_fd, self.write_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.heartbeat_fd = self.read_fd = self.write_fd = -1
