@@ -623,12 +623,12 @@ class Arbiter:
                     worker.link.close()
         close_listeners(self.listeners, unlink=self._unlink_sockets and not self._new_master_alive())
         pidfile = self.config.pidfile
-        if pidfile:
+        for path in (pidfile, pidfile + ".oldbin") if pidfile else ():
             with contextlib.suppress(OSError):
-                with open(pidfile) as handle:
+                with open(path) as handle:
                     owner = handle.read().strip()
                 if owner == str(self.pid):
-                    os.unlink(pidfile)
+                    os.unlink(path)
         if self.config.on_exit is not None:
             try:
                 self.config.on_exit(self)
