@@ -24,6 +24,25 @@ import time
 
 MSG_READY = b"R"
 MSG_RETIRE = b"Q"
+#: Followed by one line of text: why the worker could not start.
+MSG_ERROR = b"E"
+
+
+def parse_messages(data: bytes) -> list[tuple[bytes, str]]:
+    """``b"RQEno module named x\\n"`` -> ``[(b"R", ""), (b"Q", ""), (b"E", "no module named x")]``."""
+    messages = []
+    pos = 0
+    while pos < len(data):
+        kind = data[pos : pos + 1]
+        pos += 1
+        if kind == MSG_ERROR:
+            end = data.find(b"\n", pos)
+            end = len(data) if end < 0 else end
+            messages.append((kind, data[pos:end].decode("utf-8", "replace")))
+            pos = end + 1
+        else:
+            messages.append((kind, ""))
+    return messages
 
 
 def default_tmp_dir() -> str | None:
@@ -55,7 +74,9 @@ class WorkerLink:
         self._spinner ^= 1
         os.fchmod(self.heartbeat_fd, 0o600 | self._spinner)
 
-    def send(self, message: bytes) -> None:
+    def send(self, message: bytes, text: str = "") -> None:
+        if text:
+            message += text.replace("\n", " ")[:1000].encode("utf-8", "replace") + b"\n"
         with contextlib.suppress(OSError):
             os.write(self.write_fd, message)
 

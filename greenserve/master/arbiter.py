@@ -50,7 +50,7 @@ from greenserve.master.process import (
     set_proc_title,
 )
 from greenserve.sockets import Listener, adopt_fd, close_listeners, create_listeners
-from greenserve.workerlink import MSG_READY, MSG_RETIRE, WorkerLink
+from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, WorkerLink, parse_messages
 
 log = logging.getLogger("greenserve.error")
 
@@ -413,6 +413,7 @@ class Arbiter:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
+            self._read_link(worker)  # its last words, e.g. why it could not start
             worker.link.close()
             self._worker_exited(worker, code)
 
@@ -442,6 +443,8 @@ class Arbiter:
     def _boot_failure(self, worker: WorkerRecord, code: int) -> None:
         """A worker could not load the app or start: never a respawn loop."""
         what = "load the application" if code == EXIT_APP_LOAD_ERROR else "start"
+        if worker.extra.get("error"):
+            what += f" ({worker.extra['error']})"
         serving = [w for w in self.workers.values() if w.state == READY and w.generation < worker.generation]
         if serving:
             # A reload failed: keep the workers of the previous configuration.
@@ -467,18 +470,22 @@ class Arbiter:
 
     def read_messages(self) -> None:
         for worker in list(self.workers.values()):
-            if worker.link.read_fd < 0:
-                continue
-            data = worker.link.receive()
-            if not data:
-                continue
-            if MSG_READY in data and worker.state == BOOTING:
+            self._read_link(worker)
+
+    def _read_link(self, worker: WorkerRecord) -> None:
+        if worker.link.read_fd < 0:
+            return
+        data = worker.link.receive()
+        for kind, text in parse_messages(data) if data else ():
+            if kind == MSG_READY and worker.state == BOOTING:
                 worker.state = READY
                 self._crashes = 0
                 log.debug("Worker %d is ready", worker.pid)
-            if MSG_RETIRE in data and not worker.retiring and worker.state != STOPPING:
+            elif kind == MSG_RETIRE and not worker.retiring and worker.state != STOPPING:
                 worker.retiring = True
                 log.info("Worker %d reached --max-requests: starting its replacement", worker.pid)
+            elif kind == MSG_ERROR:
+                worker.extra["error"] = text
 
     def check_heartbeats(self) -> None:
         timeout = self.config.timeout

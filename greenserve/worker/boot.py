@@ -25,7 +25,7 @@ from greenserve.errors import (
     BootError,
 )
 from greenserve.sockets import Listener
-from greenserve.workerlink import MSG_READY, MSG_RETIRE, WorkerLink
+from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, WorkerLink
 
 log = logging.getLogger("greenserve.error")
 
@@ -232,11 +232,15 @@ def run(
         except AppLoadError as exc:
             log.error("%s", exc)
             log.debug("application load traceback", exc_info=exc.__cause__ or exc)
+            if link is not None:
+                link.send(MSG_ERROR, str(exc))
             return EXIT_APP_LOAD_ERROR
     try:
         server = build_server(config, app, listeners, multiprocess=multiprocess)
     except BootError as exc:
         log.error("%s", exc)
+        if link is not None:
+            link.send(MSG_ERROR, str(exc))
         return EXIT_BOOT_ERROR
     server.worker = worker
     controller = _Controller(server, config, link, worker, master_pid)
