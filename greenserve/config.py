@@ -36,6 +36,7 @@ SECTIONS = (
     "Timeouts",
     "Proxy",
     "TLS",
+    "ASGI",
     "Logging",
     "Process",
     "Hooks",
@@ -538,6 +539,59 @@ class Config:
         parse=choice("none", "optional", "required"),
         metavar="{none,optional,required}",
         help="Whether clients must present a certificate signed by --ca-certs.",
+    )
+
+    # ASGI ----------------------------------------------------------------
+    interface: str = setting(
+        "auto",
+        flags=["--interface"],
+        section="ASGI",
+        parse=choice("auto", "wsgi", "asgi"),
+        metavar="{auto,wsgi,asgi}",
+        help="The application's interface. 'auto' recognises ASGI 3 (async def app(scope, "
+        "receive, send)) and ASGI 2 callables; everything else is served as WSGI.",
+    )
+    lifespan: str = setting(
+        "auto",
+        flags=["--lifespan"],
+        section="ASGI",
+        parse=choice("auto", "on", "off"),
+        metavar="{auto,on,off}",
+        help="ASGI lifespan events: 'on' requires them (a failed startup stops the server), "
+        "'auto' uses them when the application supports them, 'off' never sends them.",
+    )
+    loop: str = setting(
+        "auto",
+        flags=["--loop"],
+        section="ASGI",
+        parse=choice("auto", "asyncio", "uvloop"),
+        metavar="{auto,asyncio,uvloop}",
+        help="Event loop of each worker's ASGI thread: uvloop when installed ('auto'), or asyncio.",
+    )
+    ws_max_size: int = setting(
+        16 * 1024 * 1024,
+        flags=["--ws-max-size"],
+        section="ASGI",
+        parse=parse_size,
+        metavar="SIZE",
+        default_doc="16M",
+        help="Largest WebSocket message accepted; a bigger one closes the connection with 1009.",
+    )
+    ws_ping_interval: float = setting(
+        20.0,
+        flags=["--ws-ping-interval"],
+        section="ASGI",
+        parse=_number(float, 0, 86400),
+        metavar="SECONDS",
+        help="Send a WebSocket ping after this long without traffic (0: never).",
+    )
+    ws_ping_timeout: float = setting(
+        20.0,
+        flags=["--ws-ping-timeout"],
+        section="ASGI",
+        parse=_number(float, 0, 86400),
+        metavar="SECONDS",
+        help="Close a WebSocket whose peer does not answer a ping within this long (0: wait forever).",
     )
 
     # Logging -------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -124,3 +125,37 @@ def load_app(spec: str) -> Callable:
     if not callable(obj):
         raise AppLoadError(f"{spec!r} is a {type(obj).__name__}, not a callable application")
     return obj
+
+
+def _is_coroutine_callable(obj: Any) -> bool:
+    if inspect.isclass(obj):
+        return False
+    if inspect.iscoroutinefunction(obj):
+        return True
+    call = getattr(obj, "__call__", None)  # noqa: B004 - instances with an async __call__
+    return inspect.iscoroutinefunction(call)
+
+
+def detect_interface(app: Callable) -> str:
+    """``"asgi3"``, ``"asgi2"`` or ``"wsgi"``, from the callable's shape.
+
+    ASGI 3: ``async def app(scope, receive, send)``. ASGI 2: a class (or
+    callable) taking ``scope`` and returning an ``async def (receive, send)``.
+    Anything else is WSGI. ``--interface`` overrides the guess.
+    """
+    if _is_coroutine_callable(app):
+        return "asgi3"
+    target = app.__init__ if inspect.isclass(app) else app  # type: ignore[misc]
+    try:
+        params = [
+            p
+            for p in inspect.signature(target).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
+        ]
+    except (TypeError, ValueError):
+        return "wsgi"
+    if inspect.isclass(app) and len(params) == 1:
+        call = getattr(app, "__call__", None)  # noqa: B004
+        if call is not None and inspect.iscoroutinefunction(call):
+            return "asgi2"
+    return "wsgi"

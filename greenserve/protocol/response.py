@@ -165,6 +165,24 @@ class Head:
         self.content_length = length
 
 
+_STATUS_TEXT: dict[int, str] = {}
+
+
+def status_text(code: int) -> str:
+    """``200`` -> ``"200 OK"``; an unregistered code gets a generic phrase."""
+    text = _STATUS_TEXT.get(code)
+    if text is None:
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            classes = {2: "Success", 3: "Redirection", 4: "Client Error", 5: "Server Error"}
+            phrase = classes.get(code // 100, "Status")
+        text = f"{code} {phrase}"
+        if len(_STATUS_TEXT) < _CACHE_LIMIT:
+            _STATUS_TEXT[code] = text
+    return text
+
+
 def has_body(method: str, code: int) -> bool:
     """Whether a response to ``method`` with status ``code`` carries a body."""
     return method != "HEAD" and code not in {204, 304}

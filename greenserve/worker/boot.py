@@ -46,6 +46,36 @@ def load_application(config: Config) -> Callable:
     return load_app(config.app)
 
 
+def prepare_asgi(config: Config, app: Callable) -> tuple[Callable, Any]:
+    """Wrap an ASGI application for the worker and run its lifespan startup.
+
+    Returns the WSGI callable to serve and the lifespan to shut down later.
+    Raises AppLoadError when startup fails: the master then stops.
+    """
+    from greenserve.importer import detect_interface
+
+    kind = detect_interface(app)
+    if config.interface == "wsgi" or (config.interface == "auto" and kind == "wsgi"):
+        return app, None
+    from greenserve.asgi.bridge import ASGIBridge
+    from greenserve.asgi.lifespan import Lifespan
+    from greenserve.asgi.loop_thread import get_loop_thread
+
+    loop_thread = get_loop_thread(config.loop)
+    bridge = ASGIBridge(
+        app,
+        loop_thread=loop_thread,
+        interface="asgi2" if kind == "asgi2" else "asgi3",
+        ws_max_size=config.ws_max_size,
+        ws_ping_interval=config.ws_ping_interval,
+        ws_ping_timeout=config.ws_ping_timeout,
+    )
+    lifespan = Lifespan(bridge.app, loop_thread, config.lifespan, bridge.state)
+    lifespan.startup()
+    log.info("Serving %s as ASGI on a %s loop thread", config.app, loop_thread.name)
+    return bridge, lifespan
+
+
 def build_server(config: Config, app: Callable, listeners: list[Listener], *, multiprocess: bool) -> Any:
     from greenserve.worker.accesslog import AccessLog
     from greenserve.worker.server import WorkerServer, build_ssl_context
@@ -226,15 +256,17 @@ def run(
     patch()
     if link is not None:
         link.beat()
-    if app is None:
-        try:
+    lifespan = None
+    try:
+        if app is None:
             app = load_application(config)
-        except AppLoadError as exc:
-            log.error("%s", exc)
-            log.debug("application load traceback", exc_info=exc.__cause__ or exc)
-            if link is not None:
-                link.send(MSG_ERROR, str(exc))
-            return EXIT_APP_LOAD_ERROR
+        app, lifespan = prepare_asgi(config, app)
+    except AppLoadError as exc:
+        log.error("%s", exc)
+        log.debug("application load traceback", exc_info=exc.__cause__ or exc)
+        if link is not None:
+            link.send(MSG_ERROR, str(exc))
+        return EXIT_APP_LOAD_ERROR
     try:
         server = build_server(config, app, listeners, multiprocess=multiprocess)
     except BootError as exc:
@@ -268,6 +300,8 @@ def run(
         server.serve_forever()
     except KeyboardInterrupt:  # pragma: no cover - Windows delivers Ctrl-C this way
         server.shutdown(config.graceful_timeout)
+    if lifespan is not None:
+        lifespan.shutdown(config.graceful_timeout)
     if config.worker_exit is not None:
         try:
             config.worker_exit(worker)

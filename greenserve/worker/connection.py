@@ -138,6 +138,39 @@ class Connection:
             self.deadline = 0.0
             self.greenlet.throw(ClientTimeout("the client took too long"))
 
+    def take_over(self) -> tuple[Any, bytes]:
+        """Hand the socket to another protocol after an ``Upgrade`` (WebSockets).
+
+        Returns the socket and the bytes already received after the request
+        head. The caller answers the upgrade itself; greenserve sends nothing
+        more on this connection and closes it when the application returns.
+        """
+        response = self.response
+        if response is None or response.headers_sent:
+            raise RuntimeError("take_over() needs an upgrade request whose response has not started")
+        response.upgraded = True
+        response.headers_sent = True
+        response.status = 101
+        self.request_deadline = 0.0  # a WebSocket lives as long as it likes
+        return self.sock, self.parser.take_pending()
+
+    def wait_for_eof(self) -> bool:
+        """Block until the client sends something or closes; True when it closed.
+
+        Used by the ASGI bridge to deliver ``http.disconnect`` while a
+        streaming response runs, once the request body has been read. Data
+        the client sends meanwhile is a pipelined request: it goes to the
+        parser, to be answered after this response.
+        """
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except OSError:
+            return True
+        if not data:
+            return True
+        self.parser.feed(data)
+        return False
+
     def cancel_request(self, deadline: float) -> None:
         """Called by the reaper in the hub: cancel the request if it is still the same one."""
         if self.request_deadline == deadline and deadline and self.greenlet is not None:
@@ -244,6 +277,8 @@ class Connection:
             body = EMPTY_INPUT
             self.events.popleft()  # END: parsers emit it with a bodiless head
         environ["wsgi.input"] = body
+        environ["greenserve.request"] = request
+        environ["greenserve.connection"] = self
         response = WSGIResponse(self, request, keep_alive)
         self.response = response
         access_log = server.access_log
@@ -263,6 +298,11 @@ class Connection:
             response.run(server.app, environ)
         if server.post_request is not None:
             server.post_request(server.worker, environ, response.status)
+        if response.upgraded:
+            if access_log is not None:
+                access_log.log(environ, response, perf_counter() - started)
+            self.response = None
+            return False  # the socket now belongs to another protocol (WebSocket)
         keep_alive = response.keep_alive
         if not body.done:
             if not keep_alive or body.continue_pending or self.body_error is not None:

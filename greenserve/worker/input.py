@@ -74,6 +74,27 @@ class Input:
         self._buf = buf[size:]
         return buf[:size]
 
+    def read1(self, size: int | None = -1) -> bytes:
+        """Whatever the next socket read brought (at most ``size`` bytes), without waiting for more.
+
+        For streaming consumers (the ASGI bridge): each call returns as soon as
+        a piece of the body is there. ``done`` is already true after the last piece.
+        """
+        buf = self._buf
+        if not buf:
+            buf = self._piece()
+        if size is not None and 0 <= size < len(buf):
+            self._buf = buf[size:]
+            buf = buf[:size]
+        else:
+            self._buf = b""
+        if not self._buf and not self.done:
+            events = self._conn.events
+            if events and events[0] is END:
+                events.popleft()
+                self.done = True
+        return buf
+
     def readline(self, size: int | None = -1) -> bytes:
         limit = size if size is not None and size >= 0 else None
         buf = self._buf
@@ -134,6 +155,9 @@ class EmptyInput:
     continue_pending = False
 
     def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def read1(self, size: int | None = -1) -> bytes:
         return b""
 
     def readline(self, size: int | None = -1) -> bytes:

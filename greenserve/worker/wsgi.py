@@ -66,6 +66,7 @@ class WSGIResponse:
         "request",
         "send_body",
         "status",
+        "upgraded",
     )
 
     def __init__(self, conn: Connection, request: Request, keep_alive: bool) -> None:
@@ -82,6 +83,8 @@ class WSGIResponse:
         self.send_body = True
         #: The status code sent (0 until the head is out), for the access log.
         self.status = 0
+        #: The connection was taken over by another protocol (see Connection.take_over).
+        self.upgraded = False
 
     # -- the WSGI callables ----------------------------------------------------
 
@@ -118,6 +121,8 @@ class WSGIResponse:
         try:
             result = app(environ, self.start_response)
             try:
+                if self.upgraded:
+                    return
                 if result.__class__ is list and not self.headers_sent:
                     self._send_list(result)
                 elif isinstance(result, FileWrapper) and not self.headers_sent:

@@ -1,0 +1,378 @@
+"""ASGI applications as WSGI callables served by greenserve's gevent workers.
+
+:class:`ASGIBridge` is a WSGI application. Each request's greenlet builds the
+ASGI scope, starts ``app(scope, receive, send)`` as a task on the worker's
+loop thread and then serves the app's messages cooperatively:
+
+- ``receive()`` asks the greenlet for the next piece of the body, which it
+  reads from ``wsgi.input`` only then (backpressure: the body is never read
+  ahead of the application). A request without a body gets its one
+  ``http.request`` message without a round trip.
+- ``send()`` hands each message to the greenlet. The response head and the
+  final body piece need no answer; an intermediate body piece is
+  acknowledged only once greenserve has written it to the socket, so a slow
+  client slows the application down instead of filling memory.
+- Once the body is read, a ``receive()`` that waits is answered with
+  ``http.disconnect`` when the client goes away (Starlette's streaming
+  responses listen for exactly that).
+
+WebSocket upgrades are handed to :mod:`greenserve.asgi.websocket`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gevent
+from gevent.event import Event
+
+from greenserve.asgi.loop_thread import LoopThread, get_loop_thread
+from greenserve.errors import ClientDisconnected
+from greenserve.protocol.response import ResponseError, status_text
+
+log = logging.getLogger("greenserve.error")
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+_BODY_CHUNK = 64 * 1024
+
+# Messages to the greenlet: (kind, payload, future-to-resolve-or-None).
+_START = 1
+_BODY = 2
+_NEED_BODY = 3
+_DONE = 4
+
+
+def _resolve(future: asyncio.Future, value: Any) -> None:
+    """In the loop thread: complete a future unless the app already cancelled it."""
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def wrap_asgi2(app: Any) -> Callable:
+    """ASGI 2 (``app(scope)`` returning ``async (receive, send)``) as ASGI 3."""
+
+    async def asgi3(scope: dict, receive: Callable, send: Callable) -> None:
+        instance = app(scope)
+        await instance(receive, send)
+
+    return asgi3
+
+
+class ASGIBridge:
+    """A WSGI callable that runs an ASGI application on the worker's loop thread.
+
+    ``state`` is the lifespan state, copied into every request's scope.
+    Instances can also be mounted inside a WSGI application (path dispatch),
+    to serve Flask and FastAPI side by side in one worker.
+    """
+
+    def __init__(
+        self,
+        app: Callable,
+        *,
+        loop_thread: LoopThread | None = None,
+        interface: str = "asgi3",
+        ws_max_size: int = 16 * 1024 * 1024,
+        ws_ping_interval: float = 20.0,
+        ws_ping_timeout: float = 20.0,
+    ) -> None:
+        self.app = wrap_asgi2(app) if interface == "asgi2" else app
+        self._loop_thread = loop_thread
+        self.state: dict[str, Any] = {}
+        self.ws_max_size = ws_max_size
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_ping_timeout = ws_ping_timeout
+
+    @property
+    def loop_thread(self) -> LoopThread:
+        if self._loop_thread is None:
+            self._loop_thread = get_loop_thread()
+        return self._loop_thread
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        request = environ.get("greenserve.request")
+        if (
+            request is not None
+            and request.upgrade is not None
+            and request.upgrade.lower() == b"websocket"
+            and environ["REQUEST_METHOD"] == "GET"
+        ):
+            from greenserve.asgi.websocket import serve_websocket
+
+            return serve_websocket(self, environ, start_response)
+        return HTTPExchange(self, environ, start_response).run()
+
+
+def build_scope(environ: dict[str, Any], kind: str, state: dict[str, Any]) -> dict[str, Any]:
+    """The ASGI connection scope for a request greenserve parsed."""
+    request = environ.get("greenserve.request")
+    if request is not None:
+        headers = [(name.lower(), value) for name, value in request.headers]
+    else:  # mounted under another server's WSGI environ: rebuild from HTTP_* keys
+        headers = [
+            (key[5:].replace("_", "-").lower().encode("latin-1"), value.encode("latin-1"))
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        ]
+        for key, name in (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length")):
+            if environ.get(key):
+                headers.append((name, environ[key].encode("latin-1")))
+    raw_uri = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
+    raw_path = raw_uri.split("?", 1)[0].encode("latin-1")
+    scheme = environ["wsgi.url_scheme"]
+    if kind == "websocket":
+        scheme = "wss" if scheme == "https" else "ws"
+    remote = environ.get("REMOTE_ADDR")
+    try:
+        client = (remote, int(environ.get("REMOTE_PORT") or 0)) if remote else None
+        server = (environ["SERVER_NAME"], int(environ["SERVER_PORT"]))
+    except (KeyError, ValueError):
+        client = server = None
+    scope: dict[str, Any] = {
+        "type": kind,
+        "asgi": ASGI_VERSION,
+        "http_version": environ["SERVER_PROTOCOL"][5:],
+        "method": environ["REQUEST_METHOD"],
+        "scheme": scheme,
+        "path": environ["PATH_INFO"].encode("latin-1").decode("utf-8", "replace"),
+        "raw_path": raw_path,
+        "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
+        "root_path": environ.get("SCRIPT_NAME", ""),
+        "headers": headers,
+        "client": client,
+        "server": server,
+        "state": dict(state),
+    }
+    if kind == "websocket":
+        del scope["method"]
+    return scope
+
+
+class HTTPExchange:
+    """One HTTP request/response between a greenlet and an ASGI app task."""
+
+    __slots__ = (
+        "_body_done",
+        "_closed",
+        "_disconnected",
+        "_event",
+        "_first",
+        "_inbox",
+        "_pending_receive",
+        "_response_done",
+        "_watcher",
+        "bridge",
+        "environ",
+        "loop_thread",
+        "start_response",
+    )
+
+    def __init__(self, bridge: ASGIBridge, environ: dict[str, Any], start_response: Callable) -> None:
+        self.bridge = bridge
+        self.environ = environ
+        self.start_response = start_response
+        self.loop_thread = bridge.loop_thread
+        self._inbox: deque = deque()
+        self._event = Event()
+        self._body_done = False
+        #: The greenlet stopped serving this exchange: late messages are answered at once.
+        self._closed = False
+        #: The one ``http.request`` of a request without a body, answered without a round trip.
+        self._first: dict[str, Any] | None = None
+        self._disconnected = False
+        self._response_done = False
+        self._pending_receive: asyncio.Future | None = None
+        self._watcher: Any = None
+
+    # -- loop thread side (the app's receive and send) ---------------------------------
+
+    def _post(self, kind: int, payload: Any, future: asyncio.Future | None) -> None:
+        """In the loop thread: give a message to the greenlet."""
+        self.loop_thread.to_hub(self._deliver, kind, payload, future)
+
+    def _deliver(self, kind: int, payload: Any, future: asyncio.Future | None) -> None:
+        """In the hub: queue the message and wake the greenlet."""
+        if self._closed:
+            if future is not None:
+                answer = {"type": "http.disconnect"} if kind == _NEED_BODY else None
+                self.loop_thread.to_loop(_resolve, future, answer)
+            return
+        self._inbox.append((kind, payload, future))
+        self._event.set()
+
+    async def _receive(self) -> dict[str, Any]:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first
+        if self._disconnected or self._response_done:
+            return {"type": "http.disconnect"}
+        future = asyncio.get_running_loop().create_future()
+        self._post(_NEED_BODY, None, future)
+        return await future
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._disconnected:
+            raise ClientDisconnected("the client went away")
+        kind = message.get("type")
+        if kind == "http.response.start":
+            self._post(_START, message, None)
+        elif kind == "http.response.body":
+            if message.get("more_body", False):
+                future = asyncio.get_running_loop().create_future()
+                self._post(_BODY, message, future)
+                await future  # written to the socket: backpressure
+            else:
+                self._post(_BODY, message, None)
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
+
+    def _start_task(self, scope: dict[str, Any]) -> None:
+        """In the loop thread: run the application for this request."""
+        task = asyncio.get_running_loop().create_task(self.bridge.app(scope, self._receive, self._send))
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        error = None if task.cancelled() else task.exception()
+        self._post(_DONE, error, None)
+
+    # -- greenlet side -------------------------------------------------------------------
+
+    def run(self) -> Iterator[bytes]:
+        """The WSGI response iterable: serves the app's messages until it is done."""
+        environ = self.environ
+        request = environ.get("greenserve.request")
+        has_body = request.has_body if request is not None else bool(environ.get("CONTENT_LENGTH"))
+        if not has_body:
+            self._first = {"type": "http.request", "body": b"", "more_body": False}
+            self._body_done = True
+        scope = build_scope(environ, "http", self.bridge.state)
+        self.loop_thread.to_loop(self._start_task, scope)
+        return self._serve(environ["wsgi.input"])
+
+    def _serve(self, body: Any) -> Iterator[bytes]:
+        inbox = self._inbox
+        event = self._event
+        to_loop = self.loop_thread.to_loop
+        started = None
+        try:
+            while True:
+                while not inbox:
+                    event.wait()
+                    event.clear()
+                kind, payload, future = inbox.popleft()
+                if kind == _BODY:
+                    if started is None:
+                        raise ResponseError("ASGI: http.response.body before http.response.start")
+                    data = payload.get("body", b"")
+                    more = payload.get("more_body", False)
+                    if not started[1]:
+                        self._begin(started[0], data, more)
+                        started = (started[0], True)
+                    if not more:
+                        self._response_done = True
+                    if data:
+                        yield data  # greenserve writes it before asking for more
+                    if future is not None:
+                        to_loop(_resolve, future, None)
+                    if not more:
+                        self._finish_receive()
+                elif kind == _START:
+                    if started is not None:
+                        raise ResponseError("ASGI: http.response.start sent twice")
+                    started = (payload, False)
+                elif kind == _NEED_BODY:
+                    self._feed_body(body, future)
+                else:  # _DONE
+                    self._app_done(payload, started)
+                    return
+        finally:
+            # Whether the app finished or the client left: answer anything still
+            # waiting, and make later messages fail fast instead of hanging.
+            self._closed = True
+            if not self._response_done:
+                self._disconnected = True
+            self._stop_watching()
+            for kind, _payload, future in inbox:
+                if future is not None:
+                    to_loop(_resolve, future, {"type": "http.disconnect"} if kind == _NEED_BODY else None)
+            inbox.clear()
+            self._finish_receive()
+
+    def _begin(self, start: dict[str, Any], first: bytes, more: bool) -> None:
+        """Call WSGI start_response from ``http.response.start``."""
+        try:
+            status = int(start["status"])
+            headers = [
+                (name.decode("latin-1"), value.decode("latin-1")) for name, value in start.get("headers", ())
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ResponseError(f"ASGI: invalid http.response.start: {exc!r}") from None
+        if not more and not any(name.lower() == "content-length" for name, _ in headers):
+            headers.append(("Content-Length", str(len(first))))  # the whole body is known
+        self.start_response(status_text(status), headers)
+
+    def _feed_body(self, body: Any, future: asyncio.Future) -> None:
+        """The app awaits receive(): read the next piece of the body for it, now."""
+        to_loop = self.loop_thread.to_loop
+        if self._disconnected or self._response_done:
+            to_loop(_resolve, future, {"type": "http.disconnect"})
+            return
+        if not self._body_done:
+            try:
+                data = body.read1(_BODY_CHUNK) if hasattr(body, "read1") else body.read(_BODY_CHUNK)
+            except OSError:
+                self._disconnected = True
+                to_loop(_resolve, future, {"type": "http.disconnect"})
+                raise
+            more = bool(data) and not getattr(body, "done", False)
+            self._body_done = not more
+            to_loop(_resolve, future, {"type": "http.request", "body": data, "more_body": more})
+            return
+        # The body is complete: this receive() waits for the client to go away.
+        self._pending_receive = future
+        self._watch_disconnect()
+
+    def _watch_disconnect(self) -> None:
+        connection = self.environ.get("greenserve.connection")
+        if connection is None or self._watcher is not None:
+            return
+
+        def watch() -> None:
+            if connection.wait_for_eof():
+                self._disconnected = True
+                self._finish_receive()
+
+        self._watcher = gevent.spawn(watch)
+
+    def _stop_watching(self) -> None:
+        watcher = self._watcher
+        if watcher is not None:
+            self._watcher = None
+            watcher.kill(block=False)
+
+    def _finish_receive(self) -> None:
+        future = self._pending_receive
+        if future is not None:
+            self._pending_receive = None
+            self.loop_thread.to_loop(_resolve, future, {"type": "http.disconnect"})
+
+    def _app_done(self, error: BaseException | None, started: tuple[dict, bool] | None) -> None:
+        request = f"{self.environ.get('REQUEST_METHOD')} {self.environ.get('RAW_URI')}"
+        if error is not None and not isinstance(error, ClientDisconnected):
+            log.error("ASGI application error (%s)", request, exc_info=error)
+        if self._response_done:
+            return
+        if started is None or not started[1]:
+            raise ResponseError("the ASGI application ended without sending a response")
+        # The response started but did not finish: the connection cannot be reused.
+        raise ClientDisconnected("the ASGI application ended in the middle of its response")
