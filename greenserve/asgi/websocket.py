@@ -224,7 +224,10 @@ class WebSocketSession:
     def _app_done(self, error: BaseException | None) -> list[bytes]:
         target = self.environ.get("RAW_URI")
         if error is not None and not isinstance(error, ClientDisconnected):
-            log.error("ASGI WebSocket application error (%s)", target, exc_info=error)
+            # After the peer closed, frameworks raise their own "disconnected"
+            # exceptions out of the app (Starlette's WebSocketDisconnect): not an error.
+            level = logging.DEBUG if self.closed else logging.ERROR
+            log.log(level, "ASGI WebSocket application error (%s)", target, exc_info=error)
         if not self.accepted:
             return self._deny(500 if error is not None else 403, [], b"")
         if not self.closed:
