@@ -9,12 +9,11 @@ master runs from here).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from greenserve import __version__
+from greenserve import __version__, compat
 from greenserve.config import SECTIONS, SETTINGS, Config, describe_default, env_name, format_config
 from greenserve.errors import EXIT_APP_LOAD_ERROR, EXIT_OK, GreenserveError
 
@@ -135,7 +134,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         return _check_app(config)
 
-    if not config.single_process and not hasattr(os, "fork"):
+    if not config.single_process and not compat.CAN_FORK:
         print("greenserve: no fork() on this platform: serving from a single process", file=sys.stderr)
         config = config.replace(single_process=True)
     if config.single_process:

@@ -17,6 +17,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from greenserve import compat
 from greenserve.errors import BootError, ConfigError
 
 DEFAULT_PORT = 8000
@@ -144,7 +145,7 @@ def _tcp_listener(spec: BindSpec, backlog: int, reuse_port: bool, listen: bool =
     family, socktype, proto, _, address = infos[0]
     sock = socket.socket(family, socktype, proto)
     try:
-        if os.name != "nt":
+        if compat.POSIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             if not hasattr(socket, "SO_REUSEPORT"):

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from greenserve import compat
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -160,7 +161,7 @@ class _Controller:
             graceful.append(signal.SIGBREAK)
         if hasattr(signal, "SIGQUIT"):
             quick.append(signal.SIGQUIT)
-        if os.name == "posix":
+        if compat.POSIX:
             import gevent
 
             from greenserve import logs
