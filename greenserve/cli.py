@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Collection, Sequence
+from typing import Any, NoReturn
 
 from greenserve import __version__, compat
-from greenserve.config import SECTIONS, SETTINGS, Config, describe_default, env_name, format_config
+from greenserve.config import SETTINGS, Config, describe_default, env_name, format_config
 from greenserve.errors import EXIT_APP_LOAD_ERROR, EXIT_OK, GreenserveError
 
 DESCRIPTION = (
@@ -33,29 +33,43 @@ class _Formatter(argparse.HelpFormatter):
         super().__init__(prog, max_help_position=36, width=100)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="greenserve",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=_Formatter,
-        argument_default=argparse.SUPPRESS,
-    )
-    groups = {section: parser.add_argument_group(section) for section in SECTIONS if section != "Hooks"}
+def add_setting_arguments(parser: argparse.ArgumentParser, skip: Collection[str] = ()) -> None:
+    """One option per setting, grouped by section; unset options stay absent.
+
+    Shared by ``greenserve`` and ``manage.py greenserve``. Values are kept as
+    given: :mod:`greenserve.config_sources` validates them with every other source.
+    """
+    groups: dict[str, Any] = {}
     for name, meta in SETTINGS.items():
-        if not meta.flags and not meta.positional:
+        if name in skip or (not meta.flags and not meta.positional):
             continue  # hooks: configuration file only
+        if meta.section not in groups:
+            groups[meta.section] = parser.add_argument_group(meta.section)
         group = groups[meta.section]
         help_text = f"{meta.help} [default: {describe_default(name)}; env {env_name(name)}]"
         help_text = help_text.replace("%", "%%")
         if meta.positional:
-            group.add_argument(name, nargs="?", metavar=meta.metavar, help=help_text)
+            group.add_argument(
+                name, nargs="?", metavar=meta.metavar, help=help_text, default=argparse.SUPPRESS
+            )
             continue
         if meta.parse.__name__ == "parse_bool":
-            group.add_argument(*meta.flags, dest=name, action="store_const", const=True, help=help_text)
+            group.add_argument(
+                *meta.flags,
+                dest=name,
+                action="store_const",
+                const=True,
+                help=help_text,
+                default=argparse.SUPPRESS,
+            )
             if meta.negative:
                 group.add_argument(
-                    meta.negative, dest=name, action="store_const", const=False, help=argparse.SUPPRESS
+                    meta.negative,
+                    dest=name,
+                    action="store_const",
+                    const=False,
+                    help=argparse.SUPPRESS,
+                    default=argparse.SUPPRESS,
                 )
             continue
         choices = getattr(meta.parse, "choices", None)
@@ -66,11 +80,56 @@ def build_parser() -> argparse.ArgumentParser:
             action="append" if meta.append else "store",
             choices=choices if choices and not meta.metavar else None,
             help=help_text,
+            default=argparse.SUPPRESS,
         )
         if meta.negative:
             group.add_argument(
-                meta.negative, dest=name, action="store_const", const="", help=argparse.SUPPRESS
+                meta.negative,
+                dest=name,
+                action="store_const",
+                const="",
+                help=argparse.SUPPRESS,
+                default=argparse.SUPPRESS,
             )
+
+
+def to_argv(values: dict[str, Any]) -> list[str]:
+    """Settings as ``greenserve`` command-line arguments (the inverse of the parser)."""
+    argv: list[str] = []
+    app = None
+    for name, value in values.items():
+        meta = SETTINGS[name]
+        if meta.positional:
+            app = value
+        elif meta.parse.__name__ == "parse_bool":
+            if value:
+                argv.append(meta.flags[-1])
+            elif meta.negative:
+                argv.append(meta.negative)
+        elif meta.append or isinstance(value, (list, tuple)):
+            items = [value] if isinstance(value, str) else list(value)
+            if meta.append:
+                for item in items:
+                    argv += [meta.flags[-1], str(item)]
+            else:
+                argv += [meta.flags[-1], ",".join(map(str, items))]
+        elif value == "" and meta.negative:
+            argv.append(meta.negative)
+        else:
+            argv += [meta.flags[-1], str(value)]
+    if app:
+        argv.append(app)
+    return argv
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greenserve",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    add_setting_arguments(parser)
 
     cli = parser.add_argument_group("Command")
     cli.add_argument(
@@ -96,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_app(config) -> int:
+def _check_app(config: Config) -> int:
     from greenserve.worker import boot
 
     boot.patch()

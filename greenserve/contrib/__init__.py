@@ -1,0 +1,1 @@
+"""Integrations with frameworks (imported only by those who use them)."""

@@ -1,0 +1,104 @@
+"""``python manage.py greenserve [addrport] [greenserve options]``.
+
+Translates the Django settings and the options into ``greenserve``
+arguments, then replaces this process with ``python -m greenserve``. The
+master must start from a clean interpreter: by the time a management command
+runs, Django has imported asyncio, ssl and concurrent.futures, which gevent
+must patch before anything uses them, and a master must not hold the
+application anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from greenserve.cli import add_setting_arguments, to_argv
+from greenserve.config import SETTINGS
+
+_ADDRPORT = re.compile(r"^(?:(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]]+):)?(?P<port>\d+)$")
+DEFAULT_PORT = "8000"
+
+
+def parse_addrport(addrport: str) -> str:
+    """runserver's syntax: ``8000``, ``0.0.0.0:8000``, ``[::1]:8000``, ``localhost:8000``."""
+    match = _ADDRPORT.match(addrport.strip())
+    if match is None:
+        raise CommandError(f'"{addrport}" is not a valid port number or address:port pair.')
+    host = match.group("host") or "127.0.0.1"
+    return f"{host}:{match.group('port')}"
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the project with greenserve: a pre-fork gevent server, one greenlet per "
+        "connection. Accepts every greenserve option (see `greenserve --help`)."
+    )
+    # Checks run in the workers' own imports; running them here would import
+    # the whole project into the process that is about to exec the master.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("addrport", nargs="?", help="Port or address:port, as for runserver.")
+        parser.add_argument(
+            "--asgi",
+            action="store_true",
+            help="Serve settings.ASGI_APPLICATION (default: Django's ASGI handler).",
+        )
+        parser.add_argument(
+            "--noreload",
+            action="store_false",
+            dest="use_reloader",
+            help="Do not restart on code changes (the default when DEBUG is on).",
+        )
+        parser.add_argument(
+            "--nostatic",
+            action="store_false",
+            dest="use_static_handler",
+            help="Do not serve static files (served by default when DEBUG is on).",
+        )
+        parser.add_argument("--config", metavar="PATH", default=None, help="greenserve configuration file.")
+        # Every greenserve setting, minus what Django's own options cover.
+        add_setting_arguments(parser, skip=("app", "pythonpath"))
+
+    def greenserve_argv(self, options: dict[str, Any]) -> list[str]:
+        values = {name: options[name] for name in SETTINGS if options.get(name) is not None}
+        values.pop("pythonpath", None)  # Django's own --pythonpath, handled below
+        if options.get("addrport"):
+            if "bind" in values:
+                raise CommandError("give either addrport or --bind, not both")
+            values["bind"] = [parse_addrport(options["addrport"])]
+        elif "bind" not in values:
+            values["bind"] = [f"127.0.0.1:{DEFAULT_PORT}"]
+        if options.get("pythonpath"):
+            values["pythonpath"] = [options["pythonpath"]]
+        if "reload" not in values and settings.DEBUG and options.get("use_reloader", True):
+            values["reload"] = True
+        if "proc_name" not in values:
+            values["proc_name"] = getattr(settings, "WSGI_APPLICATION", None) or "django"
+        static = bool(options.get("use_static_handler", True))
+        entry = "asgi" if options.get("asgi") else "wsgi"
+        values["app"] = f"greenserve.contrib.django.entry:{entry}(static={static})"
+        argv = to_argv(values)
+        if options.get("config"):
+            argv[:0] = ["--config", options["config"]]
+        return argv
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        argv = [sys.executable, "-m", "greenserve", *self.greenserve_argv(options)]
+        env = dict(os.environ)
+        settings_module = options.get("settings") or os.environ.get("DJANGO_SETTINGS_MODULE")
+        if not settings_module:
+            raise CommandError("DJANGO_SETTINGS_MODULE is not set")
+        env["DJANGO_SETTINGS_MODULE"] = settings_module
+        if options.get("verbosity", 1) >= 2:
+            self.stdout.write("exec " + " ".join(argv))
+        self.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, argv, env)  # noqa: S606 - the same interpreter, a clean process
