@@ -49,6 +49,10 @@ class ClientTimeout(TimeoutError):
     """A wait on the client overran its deadline (raised into the waiting greenlet)."""
 
 
+class _Park(BaseException):
+    """Thrown into an idle connection's greenlet to end it without closing (see park)."""
+
+
 class RequestTimeout(BaseException):
     """``--request-timeout`` expired: raised into the request's greenlet.
 
@@ -67,21 +71,39 @@ class Connection:
         "events",
         "greenlet",
         "idle",
+        "idle_since",
         "linger",
+        "parked",
         "parser",
         "raw_send",
+        "remote",
         "request_deadline",
         "response",
         "server",
+        "server_name",
         "sock",
         "trusted",
     )
 
-    def __init__(self, server: WorkerServer, sock: Any, base: dict[str, Any], trusted: bool) -> None:
+    def __init__(
+        self,
+        server: WorkerServer,
+        sock: Any,
+        base: dict[str, Any],
+        trusted: bool,
+        remote: tuple[str, str] = ("", ""),
+    ) -> None:
         self.server = server
         self.sock = sock
-        #: The connection's constant environ entries.
+        #: The listener's constant environ entries (shared, never modified).
         self.base = base
+        #: REMOTE_ADDR and REMOTE_PORT.
+        self.remote = remote
+        #: SERVER_NAME when the listener is a wildcard (0.0.0.0): the local address.
+        self.server_name: str | None = None
+        #: An io watcher that restarts the connection when its client speaks again.
+        self.parked: Any = None
+        self.idle_since = 0.0
         #: The peer is a trusted proxy (its forwarded headers are applied).
         self.trusted = trusted
         self.parser = server.new_parser()
@@ -105,17 +127,17 @@ class Connection:
 
     def run(self) -> None:
         try:
-            self._serve()
+            if self._serve():
+                return  # parked: the socket stays open, without a greenlet
         except (ClientDisconnected, OSError) as exc:
             log.debug("connection dropped: %s", exc)
         except GreenletExit:
             pass
         except Exception:
             log.exception("unexpected error on a connection")
-        finally:
-            self.deadline = 0.0
-            self.close()
-            self.server.connection_done(self)
+        self.deadline = 0.0
+        self.close()
+        self.server.connection_done(self)
 
     def close(self) -> None:
         if self.linger:
@@ -126,7 +148,10 @@ class Connection:
             pass
 
     def close_idle(self) -> None:
-        """Wake an idle connection's recv with EOF, so its greenlet ends cleanly."""
+        """End an idle connection: wake its recv with EOF, or drop it if parked."""
+        if self.parked is not None:
+            self._drop_parked()
+            return
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -134,9 +159,52 @@ class Connection:
 
     def expire(self, deadline: float) -> None:
         """Called by the reaper in the hub: interrupt the wait if it is still the same one."""
-        if self.deadline == deadline and deadline and self.greenlet is not None:
-            self.deadline = 0.0
+        if self.deadline != deadline or not deadline:
+            return
+        self.deadline = 0.0
+        if self.parked is not None:
+            self._drop_parked()  # keep-alive timeout while parked: just close
+        elif self.greenlet is not None:
             self.greenlet.throw(ClientTimeout("the client took too long"))
+
+    # -- parking ------------------------------------------------------------------------
+    #
+    # A keep-alive connection idle for a while gives up its greenlet: its stack
+    # and Python frames are most of what an idle connection costs. An io
+    # watcher starts a fresh greenlet when the client sends its next request.
+
+    def park(self, deadline: float) -> None:
+        """Called by the reaper in the hub: park the connection if it is still idle."""
+        if self.idle and self.deadline == deadline and self.parked is None and self.greenlet is not None:
+            self.greenlet.throw(_Park())
+
+    def _park(self) -> None:
+        """In the connection's greenlet, which then ends."""
+        watcher = self.server.hub_loop.io(self.sock.fileno(), 1)
+        self.parked = watcher
+        self.greenlet = None
+        self.idle = True
+        watcher.start(self._unpark)
+
+    def _unpark(self) -> None:
+        """In the hub: the client sent data (or closed): serve it in a new greenlet."""
+        watcher = self.parked
+        if watcher is None:
+            return
+        watcher.stop()
+        self.parked = None
+        self.idle = False
+        self.greenlet = self.server.spawn(self.run)
+
+    def _drop_parked(self) -> None:
+        watcher = self.parked
+        self.parked = None
+        self.idle = False
+        if watcher is not None:
+            watcher.stop()
+        self.deadline = 0.0
+        self.close()
+        self.server.connection_done(self)
 
     def take_over(self) -> tuple[Any, bytes]:
         """Hand the socket to another protocol after an ``Upgrade`` (WebSockets).
@@ -208,7 +276,8 @@ class Connection:
 
     # -- the request loop ------------------------------------------------------
 
-    def _serve(self) -> None:
+    def _serve(self) -> bool:
+        """Serve requests until the connection ends; ``True`` when it was parked instead."""
         server = self.server
         events = self.events
         parser = self.parser
@@ -219,35 +288,41 @@ class Connection:
         while True:
             if not events:
                 if server.stopping:
-                    return
+                    return False
                 self.idle = True
-                self.deadline = monotonic() + idle_timeout
+                now = monotonic()
+                self.idle_since = now
+                self.deadline = now + idle_timeout
                 try:
                     data = sock.recv(RECV_SIZE)
                 except OSError:
-                    return  # idle timeout or reset: nothing to answer
-                finally:
                     self.idle = False
                     self.deadline = 0.0
+                    return False  # idle timeout or reset: nothing to answer
+                except _Park:
+                    self._park()  # keeps idle and the keep-alive deadline
+                    return True
+                self.idle = False
+                self.deadline = 0.0
                 if not data:
                     parser.feed_eof()
                     if not events:
-                        return
+                        return False
                 else:
                     parser.feed(data)
                     if not events and not self._read_head():
-                        return
+                        return False
             event = events.popleft()
             if event.__class__ is Request:
                 if not self._handle(event):
-                    return
+                    return False
                 idle_timeout = server.keep_alive
             elif isinstance(event, ProtocolError):
                 self._reject(event)
-                return
+                return False
             else:  # pragma: no cover - bodies are always consumed up to their end
                 log.error("internal error: unexpected %r between requests", event)
-                return
+                return False
 
     def _read_head(self) -> bool:
         """A head has started: the rest must arrive within the head timeout."""
@@ -269,6 +344,9 @@ class Connection:
         server = self.server
         keep_alive = request.keep_alive and server.keep_alive_enabled and not server.stopping
         environ = request_environ(self.base, request, server.root_path)
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = self.remote
+        if self.server_name is not None:
+            environ["SERVER_NAME"] = self.server_name
         if self.trusted:
             apply_proxy_headers(environ, server.proxy_policy)
         if request.has_body:

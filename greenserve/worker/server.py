@@ -34,6 +34,9 @@ from greenserve.worker.wsgi import FileWrapper
 
 log = logging.getLogger("greenserve.error")
 
+#: Seconds of keep-alive idleness before a connection is parked (see Connection.park).
+PARK_AFTER = 2.0
+
 _ACCEPT_RETRY = {errno.EAGAIN, errno.ECONNABORTED, errno.EPROTO, errno.EINTR}
 _ACCEPT_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -125,6 +128,10 @@ class WorkerServer:
         self._stopped = Event()
         self._acceptors: list[Any] = []
         self._reaper: Any = None
+        self.hub_loop = gevent.get_hub().loop
+        self.spawn = gevent.spawn_raw
+        #: Idle this long, a keep-alive connection gives up its greenlet (0: never).
+        self.park_after = PARK_AFTER
         timeouts = [config.header_timeout, config.client_timeout]
         if config.keep_alive > 0:
             timeouts.append(config.keep_alive)
@@ -144,32 +151,23 @@ class WorkerServer:
     def http_backend(self) -> str:
         return str(self._head_parser.name)
 
-    def _connection_base(self, listener: Listener, client: Any, address: Any) -> tuple[dict, bool]:
-        if listener.is_unix:
-            remote_addr, remote_port, peer_ip = "", "", None
-        else:
-            remote_addr, remote_port = str(address[0]), str(address[1])
-            peer_ip = remote_addr
-        server_name = listener.server_name
-        if listener.wildcard:
-            try:
-                server_name = client.getsockname()[0]
-            except OSError:  # pragma: no cover
-                pass
-        base = base_environ(
-            server_name=server_name,
+    def _listener_base(self, listener: Listener) -> dict[str, Any]:
+        """The environ entries shared by every request arriving on ``listener``.
+
+        One dict per listener, not per connection: an idle keep-alive
+        connection then costs no environ at all.
+        """
+        return base_environ(
+            server_name=listener.server_name,
             server_port=listener.server_port,
-            remote_addr=remote_addr,
-            remote_port=remote_port,
+            remote_addr="",
+            remote_port="",
             url_scheme="https" if self.ssl_context is not None else "http",
             root_path=self.root_path,
             server_software=self._server_software,
             multiprocess=self.multiprocess,
             extra={"wsgi.errors": sys.stderr, "wsgi.file_wrapper": FileWrapper},
         )
-        policy = self.proxy_policy
-        trusted = policy is not None and policy.trusts(peer_ip)
-        return base, trusted
 
     # -- serving ----------------------------------------------------------------------
 
@@ -183,7 +181,8 @@ class WorkerServer:
             # made before gevent patched anything, must not close it too.
             gsock = gsocket.socket(std.family, std.type, std.proto, fileno=std.detach())
             self._gsockets.append(gsock)
-            self._acceptors.append(gevent.spawn(self._accept_loop, listener, gsock))
+            base = self._listener_base(listener)
+            self._acceptors.append(gevent.spawn(self._accept_loop, listener, gsock, base))
         self._reaper = gevent.spawn(self._reap)
 
     def _reap(self) -> None:
@@ -191,13 +190,18 @@ class WorkerServer:
         run_callback = gevent.get_hub().loop.run_callback
         interval = self.reap_interval
         connections = self.connections
+        park_after = self.park_after
         while True:
             gevent.sleep(interval)
             now = monotonic()
+            park_before = now - park_after
             for conn in connections:
                 deadline = conn.deadline
-                if deadline and deadline <= now:
-                    run_callback(conn.expire, deadline)
+                if deadline:
+                    if deadline <= now:
+                        run_callback(conn.expire, deadline)
+                    elif park_after and conn.idle and conn.parked is None and conn.idle_since < park_before:
+                        run_callback(conn.park, deadline)
                 deadline = conn.request_deadline
                 if deadline and deadline <= now:
                     run_callback(conn.cancel_request, deadline)
@@ -208,10 +212,10 @@ class WorkerServer:
             self.start()
         self._stopped.wait()
 
-    def _accept_loop(self, listener: Listener, gsock: Any) -> None:
+    def _accept_loop(self, listener: Listener, gsock: Any, base: dict[str, Any]) -> None:
         tcp = not listener.is_unix
         connections = self.connections
-        spawn = gevent.spawn_raw
+        spawn = self.spawn
         tls = self.ssl_context
         while not self.stopping:
             if len(connections) >= self.max_connections and not self._make_room():
@@ -235,16 +239,31 @@ class WorkerServer:
                     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:  # pragma: no cover - the peer is already gone
                     pass
-            conn = self._connection(listener, client, address, tls)
+            conn = self._connection(listener, client, address, tls, base)
             connections.add(conn)
             conn.greenlet = spawn(conn.run)
 
-    def _connection(self, listener: Listener, client: Any, address: Any, tls: Any) -> Connection:
-        base, trusted = self._connection_base(listener, client, address)
+    def _connection(
+        self, listener: Listener, client: Any, address: Any, tls: Any, base: dict[str, Any]
+    ) -> Connection:
+        if listener.is_unix:
+            remote, peer_ip = ("", ""), None
+        else:
+            peer_ip = str(address[0])
+            remote = (peer_ip, str(address[1]))
+        policy = self.proxy_policy
+        trusted = policy is not None and policy.trusts(peer_ip)
+        cls = Connection
         if tls is not None:
             client = tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
-            return _TLSConnection(self, client, base, trusted)
-        return Connection(self, client, base, trusted)
+            cls = _TLSConnection
+        conn = cls(self, client, base, trusted, remote)
+        if listener.wildcard:
+            try:
+                conn.server_name = client.getsockname()[0]
+            except OSError:  # pragma: no cover - the peer is already gone
+                pass
+        return conn
 
     def _make_room(self) -> bool:
         """Close idle keep-alive connections (a tenth of the pool, at least one)."""
