@@ -145,7 +145,7 @@ def detect_interface(app: Callable) -> str:
     """
     if _is_coroutine_callable(app):
         return "asgi3"
-    target = app.__init__ if inspect.isclass(app) else app  # type: ignore[misc]
+    target = app.__init__ if inspect.isclass(app) else app
     try:
         params = [
             p

@@ -27,7 +27,7 @@ def _handler(destination: str, formatter: logging.Formatter) -> logging.Handler:
     else:
         handler = logging.FileHandler(destination, encoding="utf-8")
     handler.setFormatter(formatter)
-    handler._greenserve = True  # type: ignore[attr-defined]
+    setattr(handler, "_greenserve", True)  # noqa: B010 - marks the handlers setup() owns
     return handler
 
 

@@ -55,9 +55,9 @@ def _native_selector() -> selectors.BaseSelector:
 
 
 def _make_native(cls: type, factory: Callable[[], Any]) -> selectors.BaseSelector:
-    class _Native(cls):  # type: ignore[valid-type, misc]
+    class _Native(cls):
         def __init__(self) -> None:
-            selectors._BaseSelectorImpl.__init__(self)  # type: ignore[attr-defined]
+            selectors._BaseSelectorImpl.__init__(self)
             self._selector = factory()
 
     return _Native()

@@ -321,6 +321,7 @@ class WebSocketSession:
                                 self._gone(1009)
                                 return
                             if event.message_finished:
+                                message: dict[str, Any]
                                 if isinstance(event, TextMessage):
                                     message = {"type": "websocket.receive", "text": "".join(parts)}
                                 else:

@@ -625,9 +625,8 @@ class Arbiter:
         with contextlib.suppress(ChildProcessError):
             while self.workers:
                 pid, _ = _waitpid(-1, 0)
-                worker = self.workers.pop(pid, None)
-                if worker is not None:
-                    worker.link.close()
+                if pid in self.workers:
+                    self.workers.pop(pid).link.close()
         close_listeners(self.listeners, unlink=self._unlink_sockets and not self._new_master_alive())
         pidfile = self.config.pidfile
         for path in (pidfile, pidfile + ".oldbin") if pidfile else ():

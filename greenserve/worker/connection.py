@@ -26,7 +26,7 @@ from gevent.socket import wait_write
 from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyError
 from greenserve.protocol.environ import request_environ
 from greenserve.protocol.events import Request
-from greenserve.protocol.proxy import apply_proxy_headers
+from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_headers
 from greenserve.protocol.response import CONTINUE, error_response
 from greenserve.worker.input import EMPTY_INPUT, EmptyInput, Input
 from greenserve.worker.wsgi import WSGIResponse
@@ -75,6 +75,7 @@ class Connection:
         "linger",
         "parked",
         "parser",
+        "proxy",
         "raw_send",
         "remote",
         "request_deadline",
@@ -82,7 +83,6 @@ class Connection:
         "server",
         "server_name",
         "sock",
-        "trusted",
     )
 
     def __init__(
@@ -90,7 +90,7 @@ class Connection:
         server: WorkerServer,
         sock: Any,
         base: dict[str, Any],
-        trusted: bool,
+        proxy: ProxyPolicy | None,
         remote: tuple[str, str] = ("", ""),
     ) -> None:
         self.server = server
@@ -104,8 +104,8 @@ class Connection:
         #: An io watcher that restarts the connection when its client speaks again.
         self.parked: Any = None
         self.idle_since = 0.0
-        #: The peer is a trusted proxy (its forwarded headers are applied).
-        self.trusted = trusted
+        #: The proxy policy when the peer is a trusted proxy (its forwarded headers apply).
+        self.proxy = proxy
         self.parser = server.new_parser()
         self.events = self.parser.events
         #: Waiting for the first byte of a new request: may be closed to make room.
@@ -347,8 +347,8 @@ class Connection:
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = self.remote
         if self.server_name is not None:
             environ["SERVER_NAME"] = self.server_name
-        if self.trusted:
-            apply_proxy_headers(environ, server.proxy_policy)
+        if self.proxy is not None:
+            apply_proxy_headers(environ, self.proxy)
         if request.has_body:
             body: Input | EmptyInput = Input(self, request.expect_continue)
         else:

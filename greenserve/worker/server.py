@@ -252,12 +252,12 @@ class WorkerServer:
             peer_ip = str(address[0])
             remote = (peer_ip, str(address[1]))
         policy = self.proxy_policy
-        trusted = policy is not None and policy.trusts(peer_ip)
+        proxy = policy if policy is not None and policy.trusts(peer_ip) else None
         cls = Connection
         if tls is not None:
             client = tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
             cls = _TLSConnection
-        conn = cls(self, client, base, trusted, remote)
+        conn = cls(self, client, base, proxy, remote)
         if listener.wildcard:
             try:
                 conn.server_name = client.getsockname()[0]
