@@ -38,6 +38,7 @@ from greenserve.errors import (
     AppLoadError,
     BootError,
     ConfigError,
+    GreenserveError,
 )
 from greenserve.master import systemd
 from greenserve.master.process import (
@@ -139,6 +140,10 @@ class Arbiter:
             if stop.reason:
                 log.error("%s", stop.reason)
             self.exit_code = stop.code
+            self.stop_workers(graceful=False)
+        except GreenserveError as exc:  # bind, user/group, pidfile: before any worker
+            log.error("%s", exc)
+            self.exit_code = exc.exit_code
             self.stop_workers(graceful=False)
         except KeyboardInterrupt:  # pragma: no cover - SIGINT is handled; belt and braces
             self.stop_workers(graceful=False)

@@ -127,7 +127,7 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
     return boot.run(
         config,
         listeners,
-        multiprocess=True,
+        multiprocess=arbiter.num_workers > 1,
         link=worker.link,
         worker=worker,
         app=arbiter.preloaded_app,

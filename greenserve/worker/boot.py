@@ -263,17 +263,19 @@ def run(
             app = load_application(config)
         app, lifespan = prepare_asgi(config, app)
     except AppLoadError as exc:
-        log.error("%s", exc)
-        log.debug("application load traceback", exc_info=exc.__cause__ or exc)
         if link is not None:
-            link.send(MSG_ERROR, str(exc))
+            link.send(MSG_ERROR, str(exc))  # the master reports it, in one line
+        else:
+            log.error("%s", exc)
+        log.debug("application load traceback", exc_info=exc.__cause__ or exc)
         return EXIT_APP_LOAD_ERROR
     try:
         server = build_server(config, app, listeners, multiprocess=multiprocess)
     except BootError as exc:
-        log.error("%s", exc)
         if link is not None:
             link.send(MSG_ERROR, str(exc))
+        else:
+            log.error("%s", exc)
         return EXIT_BOOT_ERROR
     server.worker = worker
     controller = _Controller(server, config, link, worker, master_pid)

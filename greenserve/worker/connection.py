@@ -25,7 +25,7 @@ from gevent.socket import wait_write
 
 from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyError
 from greenserve.protocol.environ import request_environ
-from greenserve.protocol.events import Request
+from greenserve.protocol.events import END, Request
 from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_headers
 from greenserve.protocol.response import CONTINUE, error_response
 from greenserve.worker.input import EMPTY_INPUT, EmptyInput, Input
@@ -66,6 +66,7 @@ class Connection:
 
     __slots__ = (
         "base",
+        "body",
         "body_error",
         "deadline",
         "events",
@@ -113,6 +114,8 @@ class Connection:
         self.linger = False
         self.body_error: ProtocolError | None = None
         self.response: WSGIResponse | None = None
+        #: The current request's wsgi.input.
+        self.body: Input | EmptyInput = EMPTY_INPUT
         #: When the current wait on the client must end (monotonic); 0: not waiting.
         self.deadline = 0.0
         #: When the running request must be cancelled (--request-timeout); 0: never.
@@ -290,6 +293,8 @@ class Connection:
                 if server.stopping:
                     return False
                 self.idle = True
+                if server.room_wanted:
+                    server.wake_acceptors()  # the pool is full: this idle slot can be reused
                 now = monotonic()
                 self.idle_since = now
                 self.deadline = now + idle_timeout
@@ -350,11 +355,16 @@ class Connection:
         if self.proxy is not None:
             apply_proxy_headers(environ, self.proxy)
         if request.has_body:
+            error = self._body_error_received()
+            if error is not None:
+                self._reject(error)  # the body is already known to be bad: no app call
+                return False
             body: Input | EmptyInput = Input(self, request.expect_continue)
         else:
             body = EMPTY_INPUT
             self.events.popleft()  # END: parsers emit it with a bodiless head
         environ["wsgi.input"] = body
+        self.body = body
         environ["greenserve.request"] = request
         environ["greenserve.connection"] = self
         response = WSGIResponse(self, request, keep_alive)
@@ -401,6 +411,15 @@ class Connection:
         if keep_alive and request.upgrade is not None:
             self.parser.resume()  # the upgrade was declined: more HTTP follows
         return keep_alive
+
+    def _body_error_received(self) -> ProtocolError | None:
+        """A protocol error already parsed in the current request's body, if any."""
+        for event in self.events:
+            if event is END:
+                return None
+            if event.__class__ is ProtocolError:
+                return event
+        return None
 
     def _reject(self, error: ProtocolError) -> None:
         """Answer a request that broke the protocol, then close (without the app)."""
@@ -459,6 +478,11 @@ class Connection:
             finally:
                 self.deadline = 0.0
             view = view[sent:]
+
+    @property
+    def awaiting_continue(self) -> bool:
+        """The client sent ``Expect: 100-continue`` and still waits for the 100."""
+        return self.body.continue_pending
 
     def send_continue(self) -> None:
         """``100 Continue``, unless the final response has already started."""

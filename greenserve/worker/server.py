@@ -124,6 +124,8 @@ class WorkerServer:
         self.post_request = config.post_request
         self._room = Event()
         self._room.set()
+        #: The accept loop waits for a free slot: a connection going idle should say so.
+        self.room_wanted = False
         self._idle_done = Event()
         self._stopped = Event()
         self._acceptors: list[Any] = []
@@ -219,8 +221,11 @@ class WorkerServer:
         tls = self.ssl_context
         while not self.stopping:
             if len(connections) >= self.max_connections and not self._make_room():
+                # Woken when a connection ends or one goes idle (then closed to make room).
                 self._room.clear()
+                self.room_wanted = True
                 self._room.wait()
+                self.room_wanted = False
                 continue
             try:
                 client, address = gsock.accept()
@@ -280,6 +285,9 @@ class WorkerServer:
             log.debug("connection pool full: closed %d idle keep-alive connections", closed)
             gevent.sleep(0)  # let them finish so their slots free up
         return len(self.connections) < self.max_connections
+
+    def wake_acceptors(self) -> None:
+        self._room.set()
 
     def connection_done(self, conn: Connection) -> None:
         self.connections.discard(conn)

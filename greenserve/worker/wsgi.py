@@ -230,6 +230,8 @@ class WSGIResponse:
         conn = self.conn
         send_body = has_body(request.method, head.code)
         keep_alive = self.keep_alive and not head.close
+        if request.expect_continue and conn.awaiting_continue:
+            keep_alive = False  # the body was refused (no 100): announce the close
         length = head.content_length
         chunked = False
         if length is None and send_body:

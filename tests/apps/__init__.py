@@ -1,0 +1,1 @@
+"""WSGI applications the functional tests serve through the real ``greenserve`` command."""
