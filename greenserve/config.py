@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -76,12 +77,16 @@ def _number(kind: type, minimum: float | None = None, maximum: float | None = No
     def parse(value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"expected a number, got {value!r}")
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"expected an integer, got {value!r}")
         try:
             number = kind(value) if not isinstance(value, str) else kind(value.strip())
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(
                 f"expected {'an integer' if kind is int else 'a number'}, got {value!r}"
             ) from None
+        if kind is float and not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {value!r}")
         if minimum is not None and number < minimum:
             raise ValueError(f"must be at least {minimum}, got {number}")
         if maximum is not None and number > maximum:
@@ -859,12 +864,12 @@ def settings_markdown() -> str:
                 out.append("")
                 continue
             flags = list(meta.flags) or [meta.metavar or name.upper()]
-            if meta.negative:
-                flags.append(meta.negative)
             shown = ", ".join(
                 f"`{flag} {meta.metavar}`" if meta.metavar and flag.startswith("-") else f"`{flag}`"
                 for flag in flags
             )
+            if meta.negative:
+                shown += f", `{meta.negative}`"
             out.append(f"- Command line: {shown}")
             out.append(f"- Environment: `{env_name(name)}`")
             out.append(f"- Default: `{describe_default(name)}`")

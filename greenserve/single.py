@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from greenserve import __version__, logs
+from greenserve import __version__, hooks, logs, pidfile
 from greenserve.config import Config
 from greenserve.errors import BootError
 from greenserve.sockets import close_listeners, create_listeners
@@ -19,6 +19,7 @@ def run(config: Config) -> int:
     """Bind, serve until stopped, clean up; returns the exit code."""
     log = logs.error_log
     log.info("Starting greenserve %s (single process, pid %d)", __version__, os.getpid())
+    hooks.install(config)
     try:
         listeners = create_listeners(
             config.bind,
@@ -31,10 +32,17 @@ def run(config: Config) -> int:
         return exc.exit_code
     scheme = "https" if config.tls else "http"
     for listener in listeners:
-        log.info("Listening at: %s (%d)", listener.url(scheme), os.getpid())
+        log.info("Listening at: %s (%d)", listener.url("http" if listener.is_unix else scheme), os.getpid())
     try:
+        if config.pidfile:
+            pidfile.write(config.pidfile)
         from greenserve.worker import boot
 
         return boot.run(config, listeners, multiprocess=False)
+    except BootError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
     finally:
         close_listeners(listeners)
+        if config.pidfile:
+            pidfile.remove(config.pidfile)

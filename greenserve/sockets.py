@@ -68,6 +68,15 @@ class BindSpec:
     path: str = ""
     fd: int = -1
 
+    @property
+    def display(self) -> str:
+        """The address as a user writes it: ``[::1]:8000``, ``unix:/run/app.sock``."""
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if self.kind == "fd":
+            return f"fd://{self.fd}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
 
 def parse_bind(spec: str) -> BindSpec:
     """``host:port``, ``[v6]:port``, ``host`` (port 8000), ``unix:/path``, ``fd://N``."""
@@ -141,12 +150,15 @@ def _tcp_listener(spec: BindSpec, backlog: int, reuse_port: bool, listen: bool =
             spec.host, spec.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
         )
     except socket.gaierror as exc:
-        raise BootError(f"bind {spec.host}:{spec.port}: cannot resolve {spec.host!r}: {exc}") from None
+        raise BootError(f"bind {spec.display}: cannot resolve {spec.host!r}: {exc}") from None
     family, socktype, proto, _, address = infos[0]
     sock = socket.socket(family, socktype, proto)
     try:
         if compat.POSIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
+            # [::] serves IPv6 only, so 0.0.0.0 can be bound next to it (as nginx does).
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if reuse_port:
             if not hasattr(socket, "SO_REUSEPORT"):
                 raise BootError("--reuse-port: SO_REUSEPORT is not available on this platform")
@@ -157,7 +169,7 @@ def _tcp_listener(spec: BindSpec, backlog: int, reuse_port: bool, listen: bool =
     except OSError as exc:
         sock.close()
         hint = " (already in use?)" if exc.errno == errno.EADDRINUSE else ""
-        raise BootError(f"bind {spec.host}:{spec.port}: {exc.strerror or exc}{hint}") from None
+        raise BootError(f"bind {spec.display}: {exc.strerror or exc}{hint}") from None
     return _describe(sock)
 
 

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from greenserve import __version__, logs
+from greenserve import __version__, hooks, logs, pidfile
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -154,14 +154,17 @@ class Arbiter:
     def start(self) -> None:
         config = self.config
         log.info("Starting greenserve %s (master pid %d)", __version__, self.pid)
-        if config.on_starting is not None:
-            config.on_starting(self)
+        hooks.install(config)
+        try:
+            hooks.notify(hooks.Starting(self))
+        except Exception as exc:
+            raise StopMaster(EXIT_BOOT_ERROR, f"on_starting hook failed: {exc!r}") from exc
         self.uid, self.gid = resolve_ids(config.user, config.group) if os.name == "posix" else (None, None)
         self._setup_signals()
         self.listeners = self._open_listeners()
         scheme = "https" if config.tls else "http"
         for listener in self.listeners:
-            log.info("Listening at: %s (%d)", listener.url(scheme), self.pid)
+            log.info("Listening at: %s (%d)", listener.url("http" if listener.is_unix else scheme), self.pid)
         self._write_pidfile()
         if config.preload and config.reload:
             log.warning("--preload is ignored with --reload: code changes need fresh imports")
@@ -233,18 +236,8 @@ class Arbiter:
             os.write(self._wake_w, b".")
 
     def _write_pidfile(self) -> None:
-        path = self.config.pidfile
-        if not path:
-            return
-        with contextlib.suppress(OSError):
-            with open(path) as handle:
-                old = handle.read().strip()
-            if old.isdigit() and int(old) != self.pid and _alive(int(old)) and not _is_parent(int(old)):
-                raise StopMaster(EXIT_BOOT_ERROR, f"pidfile {path}: another server is running (pid {old})")
-        tmp = f"{path}.{self.pid}.tmp"
-        with open(tmp, "w") as handle:
-            handle.write(f"{self.pid}\n")
-        os.replace(tmp, path)
+        if self.config.pidfile:
+            pidfile.write(self.config.pidfile)
 
     # -- the loop --------------------------------------------------------------------
 
@@ -342,8 +335,10 @@ class Arbiter:
             generation=self.generation,
             max_requests=config.max_requests + jitter if config.max_requests else 0,
         )
-        if config.pre_fork is not None:
-            config.pre_fork(self, worker)
+        try:
+            hooks.notify(hooks.PreFork(self, worker))
+        except Exception:
+            log.exception("pre_fork hook failed")
         pid = _fork()
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             run_child(self, worker)
@@ -560,8 +555,7 @@ class Arbiter:
                 self.ready_announced = True
                 log.info("Ready: %d worker(s) serving %s", len(ready), self.config.app)
                 systemd.notify(f"READY=1\nSTATUS=serving with {len(ready)} workers\nMAINPID={self.pid}")
-                if self.config.when_ready is not None:
-                    self.config.when_ready(self)
+                hooks.notify(hooks.WhenReady(self))
 
     # -- reload and re-exec ------------------------------------------------------------
 
@@ -579,6 +573,7 @@ class Arbiter:
                 config = config.replace(bind=self.config.bind)
             self.config = config
             logs.setup(config)
+            hooks.install(config)
             if config.workers != self._previous_config.workers:
                 self.num_workers = config.workers
         self.generation += 1
@@ -593,10 +588,10 @@ class Arbiter:
             fd = listener.sock.fileno()
             os.set_inheritable(fd, True)
             fds.append(str(fd))
-        pidfile = self.config.pidfile
-        if pidfile:
+        path = self.config.pidfile
+        if path:
             with contextlib.suppress(OSError):
-                os.replace(pidfile, pidfile + ".oldbin")
+                os.replace(path, path + ".oldbin")
         env = {**os.environ, INHERITED_FDS_ENV: ",".join(fds)}
         argv = [sys.executable, "-m", "greenserve", *sys.argv[1:]]
         pid = _fork()
@@ -617,10 +612,10 @@ class Arbiter:
         )
         self.reexec_pid = 0
         self._unlink_sockets = True
-        pidfile = self.config.pidfile
-        if pidfile:
+        path = self.config.pidfile
+        if path:
             with contextlib.suppress(OSError):
-                os.replace(pidfile + ".oldbin", pidfile)
+                os.replace(path + ".oldbin", path)
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -633,37 +628,18 @@ class Arbiter:
                 if pid in self.workers:
                     self.workers.pop(pid).link.close()
         close_listeners(self.listeners, unlink=self._unlink_sockets and not self._new_master_alive())
-        pidfile = self.config.pidfile
-        for path in (pidfile, pidfile + ".oldbin") if pidfile else ():
-            with contextlib.suppress(OSError):
-                with open(path) as handle:
-                    owner = handle.read().strip()
-                if owner == str(self.pid):
-                    os.unlink(path)
-        if self.config.on_exit is not None:
-            try:
-                self.config.on_exit(self)
-            except Exception:
-                log.exception("on_exit hook failed")
+        path = self.config.pidfile
+        if path:
+            pidfile.remove(path)
+            pidfile.remove(path + ".oldbin")
+        try:
+            hooks.notify(hooks.Exit(self))
+        except Exception:
+            log.exception("on_exit hook failed")
         log.info("Shutting down: master %d exits (code %d)", self.pid, self.exit_code)
 
     def _new_master_alive(self) -> bool:
-        return bool(self.reexec_pid) and _alive(self.reexec_pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _is_parent(pid: int) -> bool:
-    """The pid in the pidfile is the master that re-executed us (USR2)."""
-    return pid == os.getppid()
+        return bool(self.reexec_pid) and pidfile.is_alive(self.reexec_pid)
 
 
 def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:

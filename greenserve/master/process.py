@@ -18,6 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from greenserve import hooks
 from greenserve.errors import EXIT_BOOT_ERROR, EXIT_ERROR, BootError
 from greenserve.workerlink import WorkerLink
 
@@ -112,8 +113,7 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
             gevent.reinit()
         set_proc_title(f"greenserve: worker [{arbiter.proc_name}]")
         drop_privileges(arbiter.uid, arbiter.gid)
-        if config.post_fork is not None:
-            config.post_fork(arbiter, worker)
+        hooks.notify(hooks.PostFork(arbiter, worker))
         listeners = arbiter.listeners_for_worker()
     except BootError as exc:
         log.error("worker %d: %s", os.getpid(), exc)

@@ -41,6 +41,8 @@ def header_key(name: bytes) -> str:
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """Request-target -> (path, query), without the fragment, for any target form."""
+    if b"#" in target:
+        target = target.split(b"#", 1)[0]  # a fragment never reaches the query or the path
     if target[:1] != b"/":
         if target == b"*":
             return b"*", b""
@@ -53,10 +55,6 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
         else:
             target = rest[slash:]
     path, _, query = target.partition(b"?")
-    if b"#" in query:
-        query = query.split(b"#", 1)[0]
-    elif b"#" in path:
-        path = path.split(b"#", 1)[0]
     return path, query
 
 

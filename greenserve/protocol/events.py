@@ -88,4 +88,4 @@ class Limits:
     @property
     def head_size(self) -> int:
         """The most bytes a whole head may take, CRLFs included."""
-        return self.request_line + 2 + self.fields * (self.field_size + 2) + 2
+        return self.request_line + 2 + self.fields * (self.field_size + 4) + 2  # ": " and CRLF

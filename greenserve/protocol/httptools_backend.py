@@ -25,7 +25,7 @@ import httptools
 
 from greenserve.errors import ProtocolError
 from greenserve.protocol.events import Limits, Request
-from greenserve.protocol.rules import finish_head
+from greenserve.protocol.rules import check_raw_head, finish_head
 
 _HttpParserError = httptools.HttpParserError
 _HttpParserCallbackError = httptools.HttpParserCallbackError
@@ -43,6 +43,7 @@ def _translate(exc: Exception, head: bytes) -> ProtocolError:
             return cause
         return ProtocolError(400, f"invalid request ({cause!r})")  # pragma: no cover
     if isinstance(exc, _HttpParserInvalidMethodError):
+        check_raw_head(head, True)  # what llhttp stopped before seeing decides first
         method = head.split(b" ", 1)[0]
         if _UPPER_TOKEN.fullmatch(method):
             # A well-formed method llhttp does not know: RFC 9110 15.6.2.
@@ -86,6 +87,8 @@ class HttptoolsHeadParser:
             self._complete = False
             raise _translate(exc, head) from None
         request = self._request
+        if request is not None and head.count(b" ", 0, head.find(b"\r\n")) != 2:
+            raise ProtocolError(400, "malformed request line (one space between its three parts)")
         if request is None:
             self._complete = False
             if head.startswith(b"PRI * HTTP/2"):  # llhttp waits for the rest of the preface
@@ -99,7 +102,8 @@ class HttptoolsHeadParser:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        # llhttp drops the whitespace before a value, not the whitespace after it.
+        self._headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser

@@ -36,9 +36,6 @@ from greenserve.protocol.rules import check_raw_head
 
 _HEAD, _LENGTH, _CHUNKED, _PAUSED, _DEAD = range(5)
 
-#: Empty lines tolerated before a request line (RFC 9112 section 2.2).
-_MAX_LEADING_CRLF = 8
-
 
 class HeadParser(Protocol):
     """Parses one complete request head (ending in CRLF CRLF) into a Request."""
@@ -153,7 +150,8 @@ class RequestParser:
             limits = self.limits
             if len(buf) > limits.head_size:
                 raise ProtocolError(431, "request head too large")
-            if len(buf) > limits.request_line and buf.find(b"\r\n") < 0:
+            line = len(buf) - 1 if buf.endswith(b"\r") else len(buf)  # a CR may start the CRLF
+            if line > limits.request_line and buf.find(b"\r\n") < 0:
                 raise ProtocolError(414, "request line too long")
         except ProtocolError as error:
             self._fail(error)
@@ -168,10 +166,13 @@ class RequestParser:
         while pos < size:
             state = self._state
             if state == _HEAD:
-                skipped = 0
-                while data.startswith(b"\r\n", pos) and skipped < _MAX_LEADING_CRLF:
-                    pos += 2
-                    skipped += 1
+                while data.startswith(b"\r\n", pos):
+                    pos += 2  # empty lines before a request line are ignored (RFC 9112 2.2)
+                first = data[pos : pos + 1]
+                # llhttp would skip a bare CR or LF here; it is malformed framing.
+                # (A lone CR at the end of this read may still become a CRLF.)
+                if first == b"\n" or (first == b"\r" and size - pos > 1):
+                    raise ProtocolError(400, "bare CR or LF before a request line")
                 end = data.find(b"\r\n\r\n", pos)
                 if end < 0:
                     if pos < size:
@@ -215,6 +216,8 @@ class RequestParser:
                     return
             else:  # paused after an upgrade request: keep the rest for later
                 self._buf += data[pos:]
+                if len(self._buf) > self.limits.head_size:
+                    raise ProtocolError(400, "data after an upgrade request")
                 return
 
     def _end_body(self) -> None:

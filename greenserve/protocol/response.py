@@ -124,8 +124,10 @@ class Head:
                     if kind == _KIND_CONTENT_LENGTH:
                         self._content_length(value)
                         continue  # the server writes it, once
+                    if not isinstance(value, str):
+                        raise ResponseError(f"header value {value!r} is not a str")
                     if kind == _KIND_CONNECTION:
-                        if isinstance(value, str) and "close" in value.lower():
+                        if "close" in value.lower():
                             self.close = True
                         continue
                     if kind == _KIND_MANAGED:
@@ -166,18 +168,31 @@ class Head:
 
 
 _STATUS_TEXT: dict[int, str] = {}
+#: RFC 9110 renamed these; Python < 3.13 still has the old phrases.
+_RFC9110_PHRASES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
+def reason_phrase(code: int) -> str:
+    phrase = _RFC9110_PHRASES.get(code)
+    if phrase is not None:
+        return phrase
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        classes = {2: "Success", 3: "Redirection", 4: "Client Error", 5: "Server Error"}
+        return classes.get(code // 100, "Status")
 
 
 def status_text(code: int) -> str:
     """``200`` -> ``"200 OK"``; an unregistered code gets a generic phrase."""
     text = _STATUS_TEXT.get(code)
     if text is None:
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            classes = {2: "Success", 3: "Redirection", 4: "Client Error", 5: "Server Error"}
-            phrase = classes.get(code // 100, "Status")
-        text = f"{code} {phrase}"
+        text = f"{code} {reason_phrase(code)}"
         if len(_STATUS_TEXT) < _CACHE_LIMIT:
             _STATUS_TEXT[code] = text
     return text
@@ -234,7 +249,7 @@ def server_line(name: str) -> bytes:
 
 def error_response(status: int, date: bytes, server: bytes, detail: str = "") -> bytes:
     """A complete plain-text response the server sends on its own, then closes."""
-    phrase = HTTPStatus(status).phrase
+    phrase = reason_phrase(status)
     body = f"{status} {phrase}\n".encode("ascii")
     if detail:
         body += detail.encode("ascii", "replace") + b"\n"

@@ -10,6 +10,8 @@ application.
 
 from __future__ import annotations
 
+import re
+
 from greenserve.errors import ProtocolError
 from greenserve.protocol.events import Limits, Request
 
@@ -33,8 +35,15 @@ _SPECIAL = {
 _MAX_LENGTH_DIGITS = 18
 
 
+#: C0 controls and DEL, except HTAB, CR and LF (checked separately): never valid in a head.
+_CONTROLS = bytes([*range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+
+#: RFC 9112 3.2 / RFC 3986: IP-literal, IPv4address or reg-name, and an optional port.
+_HOST_VALUE = re.compile(rb"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
+
+
 def check_raw_head(data: bytes | bytearray, complete: bool) -> None:
-    """Reject NUL, bare CR, bare LF and obs-fold in (part of) a request head.
+    """Reject NUL and other controls, bare CR, bare LF and obs-fold in (part of) a request head.
 
     llhttp rejects these itself, h11 tolerates bare LF and unfolds obs-fold;
     the request parser also runs this on heads that arrive in pieces, so a
@@ -44,6 +53,8 @@ def check_raw_head(data: bytes | bytearray, complete: bool) -> None:
     """
     if b"\0" in data:
         raise ProtocolError(400, "NUL in request head")
+    if len(data.translate(None, _CONTROLS)) != len(data):
+        raise ProtocolError(400, "control character in request head")
     crlf = data.count(b"\r\n")
     if data.count(b"\n") != crlf:
         raise ProtocolError(400, "bare LF in request head")
@@ -116,6 +127,8 @@ def finish_head(
             continue
         if kind == _HOST:
             hosts += 1
+            if _HOST_VALUE.fullmatch(value) is None:
+                raise ProtocolError(400, f"invalid Host {value[:60]!r}")
         elif kind == _CONTENT_LENGTH:
             if content_length is not None:
                 raise ProtocolError(400, "more than one Content-Length")

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from greenserve import compat
+from greenserve import compat, hooks
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -280,8 +280,13 @@ def run(
     server.worker = worker
     controller = _Controller(server, config, link, worker, master_pid)
     controller.install()
-    if config.post_worker_init is not None:
-        config.post_worker_init(worker)
+    try:
+        hooks.notify(hooks.PostWorkerInit(worker))
+    except Exception:
+        log.exception("post_worker_init hook failed")
+        if link is not None:
+            link.send(MSG_ERROR, "post_worker_init hook failed")
+        return EXIT_BOOT_ERROR
     server.start()
     log.info(
         "Worker %d serving %s (%s parser, up to %d connections)",
@@ -305,11 +310,10 @@ def run(
         server.shutdown(config.graceful_timeout)
     if lifespan is not None:
         lifespan.shutdown(config.graceful_timeout)
-    if config.worker_exit is not None:
-        try:
-            config.worker_exit(worker)
-        except Exception:
-            log.exception("worker_exit hook failed")
+    try:
+        hooks.notify(hooks.WorkerExit(worker))
+    except Exception:
+        log.exception("worker_exit hook failed")
     log.info("Worker %d stopped", os.getpid())
     sys.stderr.flush()
     return EXIT_OK

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from gevent import GreenletExit
 from gevent.socket import wait_write
 
+from greenserve import hooks
 from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyError
 from greenserve.protocol.environ import request_environ
 from greenserve.protocol.events import END, Request
@@ -63,6 +64,9 @@ class RequestTimeout(BaseException):
 
 class Connection:
     """A client connection. ``run`` is the body of its greenlet."""
+
+    #: Encrypted: sends go through the TLS socket, no sendfile.
+    TLS = False
 
     __slots__ = (
         "base",
@@ -123,8 +127,8 @@ class Connection:
         self.greenlet: Any = None
         # The non-blocking send(2) of a plain gevent socket; TLS sockets go
         # through their own send, which waits for the handshake state.
-        raw = getattr(sock, "_sock", None)
-        self.raw_send = raw.send if raw is not None and server.ssl_context is None else sock.send
+        raw = None if self.TLS else getattr(sock, "_sock", None)
+        self.raw_send = raw.send if raw is not None else sock.send
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -372,8 +376,8 @@ class Connection:
         access_log = server.access_log
         started = perf_counter() if access_log is not None else 0.0
         server.requests += 1
-        if server.pre_request is not None:
-            server.pre_request(server.worker, environ)
+        if server.pre_request:
+            hooks.notify(hooks.PreRequest(server.worker, environ))
         if server.request_timeout:
             self.request_deadline = monotonic() + server.request_timeout
             try:
@@ -384,8 +388,8 @@ class Connection:
                 self.request_deadline = 0.0
         else:
             response.run(server.app, environ)
-        if server.post_request is not None:
-            server.post_request(server.worker, environ, response.status)
+        if server.post_request:
+            hooks.notify(hooks.PostRequest(server.worker, environ, response.status))
         if response.upgraded:
             if access_log is not None:
                 access_log.log(environ, response, perf_counter() - started)
@@ -437,7 +441,10 @@ class Connection:
 
     def send_error(self, status: int, detail: str, response: WSGIResponse | None = None) -> None:
         server = self.server
-        self.sendall(error_response(status, server.clock.date_line(), server.server_line, detail))
+        data = error_response(status, server.clock.date_line(), server.server_line, detail)
+        if response is not None:
+            response.body_bytes = len(data) - data.index(b"\r\n\r\n") - 4
+        self.sendall(data)
 
     def sendall(self, data: bytes) -> None:
         """Send everything; one send(2) when it fits in the socket buffer.
@@ -455,7 +462,7 @@ class Connection:
 
     def _send_rest(self, view: memoryview) -> None:
         timeout = self.server.client_timeout
-        if self.server.ssl_context is not None:
+        if self.TLS:
             self.deadline = monotonic() + timeout
             try:
                 self.sock.sendall(view)
@@ -494,6 +501,10 @@ class Connection:
         """One more socket read for ``wsgi.input``."""
         try:
             data = self.recv(self.server.client_timeout)
+        except ClientTimeout:
+            # Still connected, just too slow: it gets a 408 if the app lets this propagate.
+            self.body_error = ProtocolError(408, "request body not received in time")
+            raise RequestBodyError(408, "request body not received in time") from None
         except OSError as exc:
             raise ClientDisconnected(f"reading the request body: {exc}") from exc
         if not data:
@@ -503,7 +514,7 @@ class Connection:
 
     @property
     def can_sendfile(self) -> bool:
-        return self.server.ssl_context is None and hasattr(os, "sendfile")
+        return not self.TLS and hasattr(os, "sendfile")
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Zero-copy file transfer, waiting cooperatively when the socket is full."""

@@ -21,8 +21,9 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from greenserve import __version__
+from greenserve import __version__, hooks
 from greenserve.config import Config
+from greenserve.interfaces import IPostRequest, IPreRequest
 from greenserve.protocol.environ import base_environ
 from greenserve.protocol.events import Limits
 from greenserve.protocol.parser import RequestParser, head_parser_class
@@ -120,8 +121,9 @@ class WorkerServer:
         #: The worker record from the master (None in single-process mode), for hooks.
         self.worker: Any = None
         self.request_timeout = config.request_timeout
-        self.pre_request = config.pre_request
-        self.post_request = config.post_request
+        #: Per-request hook events are built only when somebody subscribed to them.
+        self.pre_request = hooks.wants(IPreRequest)
+        self.post_request = hooks.wants(IPostRequest)
         self._room = Event()
         self._room.set()
         #: The accept loop waits for a free slot: a connection going idle should say so.
@@ -164,7 +166,7 @@ class WorkerServer:
             server_port=listener.server_port,
             remote_addr="",
             remote_port="",
-            url_scheme="https" if self.ssl_context is not None else "http",
+            url_scheme="https" if self.ssl_context is not None and not listener.is_unix else "http",
             root_path=self.root_path,
             server_software=self._server_software,
             multiprocess=self.multiprocess,
@@ -259,7 +261,7 @@ class WorkerServer:
         policy = self.proxy_policy
         proxy = policy if policy is not None and policy.trusts(peer_ip) else None
         cls = Connection
-        if tls is not None:
+        if tls is not None and not listener.is_unix:
             client = tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
             cls = _TLSConnection
         conn = cls(self, client, base, proxy, remote)
@@ -347,6 +349,7 @@ class _TLSConnection(Connection):
     """A connection whose TLS handshake runs in its own greenlet, under the head timeout."""
 
     __slots__ = ()
+    TLS = True
 
     def run(self) -> None:
         self.deadline = monotonic() + self.server.header_timeout

@@ -229,7 +229,7 @@ class WSGIResponse:
         request = self.request
         conn = self.conn
         send_body = has_body(request.method, head.code)
-        keep_alive = self.keep_alive and not head.close
+        keep_alive = self.keep_alive and not head.close and not conn.server.stopping
         if request.expect_continue and conn.awaiting_continue:
             keep_alive = False  # the body was refused (no 100): announce the close
         length = head.content_length

@@ -1,0 +1,505 @@
+"""Unit tests for greenserve.config: value parsers, declarations, Config checks, generated text."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pickle
+import re
+
+import pytest
+
+from greenserve import config as config_module
+from greenserve.config import (
+    ENV_PREFIX,
+    SECTIONS,
+    SETTINGS,
+    Config,
+    choice,
+    describe_default,
+    env_name,
+    format_config,
+    from_environ,
+    from_mapping,
+    parse_bool,
+    parse_list,
+    parse_size,
+    parse_str,
+    parse_umask,
+    settings_markdown,
+    suggest,
+)
+from greenserve.config_sources import read_python_config
+from greenserve.errors import EXIT_CONFIG, ConfigError
+
+HOOKS = tuple(getattr(config_module, "HOOKS", ()))
+
+
+@pytest.fixture(autouse=True)
+def _clean_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defaults read WEB_CONCURRENCY and PORT: make them deterministic."""
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.delenv("PORT", raising=False)
+
+
+def parser(name: str):
+    return SETTINGS[name].parse
+
+
+# -- parse_bool ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [True, "1", "true", "TRUE", " yes ", "on", "On", 1])
+def test_parse_bool_true(value: object) -> None:
+    assert parse_bool(value) is True
+
+
+@pytest.mark.parametrize("value", [False, "0", "false", "False", "no", "off", "", "  ", 0])
+def test_parse_bool_false(value: object) -> None:
+    assert parse_bool(value) is False
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "y", "n", "enabled", 2, None, 1.5])
+def test_parse_bool_invalid(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_bool(value)
+
+
+# -- numbers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), (" 2048 ", 2048), (65535, 65535), ("10", 10)])
+def test_int_setting_valid(value: object, expected: int) -> None:
+    assert parser("backlog")(value) == expected
+    assert type(parser("backlog")(value)) is int
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "65536", 0, 100000, "abc", "", "1.5", None, True, False, [1]])
+def test_int_setting_invalid(value: object) -> None:
+    with pytest.raises(ValueError):
+        parser("backlog")(value)
+
+
+def test_int_setting_range_messages() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        parser("workers")("0")
+    with pytest.raises(ValueError, match="at most 1024"):
+        parser("workers")("1025")
+    with pytest.raises(ValueError, match="an integer"):
+        parser("workers")("two")
+
+
+@pytest.mark.parametrize("value", [2.5, 1.0000001])
+def test_int_setting_refuses_fractions(value: float) -> None:
+    """A fractional value for an integer setting is an error, not silently truncated."""
+    with pytest.raises(ValueError):
+        parser("workers")(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("0", 0.0), ("2.5", 2.5), (" 3600 ", 3600.0), (1, 1.0), (0.25, 0.25)]
+)
+def test_float_setting_valid(value: object, expected: float) -> None:
+    assert parser("keep_alive")(value) == expected
+    assert isinstance(parser("keep_alive")(value), float)
+
+
+@pytest.mark.parametrize("value", ["-0.1", "3600.5", "inf", "-inf", "x", "", True, None])
+def test_float_setting_invalid(value: object) -> None:
+    with pytest.raises(ValueError):
+        parser("keep_alive")(value)
+
+
+@pytest.mark.parametrize("value", ["nan", math.nan])
+@pytest.mark.parametrize("name", ["keep_alive", "graceful_timeout"])
+def test_float_setting_refuses_nan(name: str, value: object) -> None:
+    """NaN compares false with both bounds; it must not slip through the range check."""
+    with pytest.raises(ValueError):
+        parser(name)(value)
+
+
+def test_every_numeric_setting_checks_its_range() -> None:
+    for name, meta in SETTINGS.items():
+        if meta.parse.__name__ in ("int", "float"):
+            with pytest.raises(ValueError):
+                meta.parse("-1000000000")
+
+
+# -- parse_size ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", 0),
+        ("512", 512),
+        ("64K", 64 * 1024),
+        ("64k", 64 * 1024),
+        ("100M", 100 * 1024**2),
+        ("1G", 1024**3),
+        ("2t", 2 * 1024**4),
+        ("10KB", 10 * 1024),
+        ("10KiB", 10 * 1024),
+        ("10 MiB", 10 * 1024**2),
+        (" 7 ", 7),
+        ("1024b", 1024),
+        (4096, 4096),
+        (0, 0),
+    ],
+)
+def test_parse_size(value: object, expected: int) -> None:
+    assert parse_size(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["", "-1", -1, "1.5M", "M", "10X", "10 K B", "ten", "0x10", True, None, "1e6"]
+)
+def test_parse_size_invalid(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_size(value)
+
+
+# -- parse_umask -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("none", None),
+        ("None", None),
+        ("022", 0o22),
+        ("22", 0o22),
+        ("0o077", 0o77),
+        ("777", 0o777),
+        ("0", 0),
+        ("0x1ff", 0o777),
+        (0o27, 0o27),
+        (0, 0),
+    ],
+)
+def test_parse_umask(value: object, expected: int | None) -> None:
+    assert parse_umask(value) == expected
+
+
+@pytest.mark.parametrize("value", ["888", "1000", "abc", "-1", 0o1000, -1, "0x200", True])
+def test_parse_umask_invalid(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_umask(value)
+
+
+# -- lists, strings, choices -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a", ("a",)),
+        ("a,b", ("a", "b")),
+        (" a , b  c ", ("a", "b", "c")),
+        ("", ()),
+        (",,", ()),
+        (["x", "y"], ("x", "y")),
+        (("x",), ("x",)),
+        ([], ()),
+    ],
+)
+def test_parse_list(value: object, expected: tuple[str, ...]) -> None:
+    assert parse_list(value) == expected
+
+
+@pytest.mark.parametrize("value", [[1], ["a", None], 5, None, 1.5])
+def test_parse_list_invalid(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_list(value)
+
+
+def test_parse_str() -> None:
+    assert parse_str("x") == "x"
+    assert parse_str("") == ""
+    for value in (1, None, b"x", ["x"]):
+        with pytest.raises(ValueError):
+            parse_str(value)
+
+
+def test_choice() -> None:
+    parse = choice("auto", "h11", "httptools")
+    assert parse("H11") == "h11"
+    assert parse(" auto ") == "auto"
+    assert parse.choices == ("auto", "h11", "httptools")  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="auto, h11, httptools"):
+        parse("llhttp")
+
+
+def test_http_and_log_level_choices() -> None:
+    assert parser("http")("HTTPTOOLS") == "httptools"
+    assert parser("log_level")("WARNING") == "warning"
+    with pytest.raises(ValueError):
+        parser("log_level")("verbose")
+
+
+# -- declarations ------------------------------------------------------------------------
+
+
+def test_every_setting_is_declared_completely() -> None:
+    flags: list[str] = []
+    for name, meta in SETTINGS.items():
+        assert meta.help.strip(), name
+        assert meta.section in SECTIONS, name
+        assert callable(meta.parse), name
+        for flag in meta.flags:
+            assert flag.startswith("-"), (name, flag)
+        flags += meta.flags
+        if meta.negative:
+            flags.append(meta.negative)
+    assert len(flags) == len(set(flags)), "a flag is declared twice"
+    assert {meta.section for meta in SETTINGS.values()} == set(SECTIONS)
+    assert list(SETTINGS) == [field.name for field in dataclasses.fields(Config)]
+
+
+def test_every_default_parses_to_itself() -> None:
+    config = Config()
+    for name, meta in SETTINGS.items():
+        value = getattr(config, name)
+        assert meta.parse(value) == value, name
+
+
+def test_env_names() -> None:
+    assert ENV_PREFIX == "GREENSERVE_"
+    assert env_name("max_body_size") == "GREENSERVE_MAX_BODY_SIZE"
+    assert len({env_name(name) for name in SETTINGS}) == len(SETTINGS)
+
+
+# -- from_mapping, suggest ---------------------------------------------------------------
+
+
+def test_from_mapping_parses_strings() -> None:
+    config = from_mapping(
+        {"workers": "4", "access_log": "off", "bind": "127.0.0.1:1, [::1]:2", "max_body_size": "1M"}, "test"
+    )
+    assert config.workers == 4
+    assert config.access_log is False
+    assert config.bind == ("127.0.0.1:1", "[::1]:2")
+    assert config.max_body_size == 1024**2
+
+
+def test_from_mapping_unknown_setting_suggests() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_mapping({"worker": 2}, "somewhere")
+    message = str(info.value)
+    assert message.startswith("somewhere: unknown setting 'worker'")
+    assert "did you mean 'workers'?" in message
+    assert info.value.exit_code == EXIT_CONFIG
+
+
+def test_from_mapping_unknown_setting_without_suggestion() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_mapping({"zzzzzzzz": 1}, "src")
+    assert "did you mean" not in str(info.value)
+
+
+def test_from_mapping_bad_value_names_source_and_setting() -> None:
+    with pytest.raises(ConfigError, match=r"^src: backlog: must be at least 1"):
+        from_mapping({"backlog": "0"}, "src")
+
+
+@pytest.mark.parametrize(
+    ("typo", "name"),
+    [
+        ("max-body-size", "max_body_size"),
+        ("Keep_Alive", "keep_alive"),
+        ("keepalive", "keep_alive"),
+        ("bnd", "bind"),
+    ],
+)
+def test_suggest(typo: str, name: str) -> None:
+    assert suggest(typo) == f" (did you mean {name!r}?)"
+
+
+# -- Config -----------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    config = Config()
+    assert config.bind == ("127.0.0.1:8000",)
+    assert config.workers == 1
+    assert config.http == "auto"
+    assert config.max_body_size == 100 * 1024**2
+    assert config.tls is False
+
+
+def test_defaults_from_platform_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.setenv("PORT", "9000")
+    config = Config()
+    assert config.workers == 3
+    assert config.bind == ("0.0.0.0:9000",)
+    monkeypatch.setenv("WEB_CONCURRENCY", "0")
+    assert Config().workers == 1
+    monkeypatch.setenv("PORT", "http")
+    assert Config().bind == ("127.0.0.1:8000",)
+    monkeypatch.setenv("WEB_CONCURRENCY", "many")
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY"):
+        Config()
+
+
+def test_config_is_frozen_and_picklable() -> None:
+    config = from_mapping({"workers": 3, "umask": "007", "bind": ["unix:/tmp/a.sock"]}, "test")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.workers = 4  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("values", "pattern"),
+    [
+        ({"keyfile": "key.pem"}, "keyfile is set but certfile is not"),
+        ({"cert_reqs": "required", "certfile": "c.pem"}, "needs ca_certs"),
+        ({"cert_reqs": "optional", "certfile": "c.pem"}, "needs ca_certs"),
+        ({"bind": ""}, "at least one address"),
+        ({"bind": []}, "at least one address"),
+        ({"root_path": "api"}, "root_path"),
+        ({"root_path": "/api/"}, "root_path"),
+        ({"root_path": "/"}, "root_path"),
+    ],
+)
+def test_cross_checks(values: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        from_mapping(values, "test")
+
+
+def test_cross_checks_accept_valid_combinations() -> None:
+    config = from_mapping(
+        {
+            "certfile": "c.pem",
+            "keyfile": "k.pem",
+            "cert_reqs": "required",
+            "ca_certs": "ca.pem",
+            "root_path": "/api",
+        },
+        "test",
+    )
+    assert config.tls is True
+    assert config.root_path == "/api"
+
+
+def test_replace_validates() -> None:
+    config = Config()
+    changed = config.replace(workers="5", keep_alive=0)
+    assert changed.workers == 5 and changed.keep_alive == 0.0
+    assert config.workers == 1
+    with pytest.raises(ConfigError):
+        config.replace(workers=0)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        config.replace(wrokers=2)
+
+
+def test_as_dict() -> None:
+    assert set(Config().as_dict()) == set(SETTINGS)
+
+
+# -- environment -----------------------------------------------------------------------------
+
+
+def test_from_environ() -> None:
+    values = from_environ(
+        {"GREENSERVE_WORKERS": "3", "GREENSERVE_ACCESS_LOG": "0", "PATH": "/bin", "GREENSERVE_CONFIG": "x.py"}
+    )
+    assert values == {"workers": "3", "access_log": "0"}
+
+
+def test_from_environ_unknown_variable_suggests() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_environ({"GREENSERVE_WORKRES": "3"})
+    assert "GREENSERVE_WORKRES" in str(info.value)
+    assert "did you mean 'workers'?" in str(info.value)
+
+
+@pytest.mark.skipif(not HOOKS, reason="no hooks declared")
+def test_from_environ_refuses_hooks() -> None:
+    with pytest.raises(ConfigError, match="configuration file"):
+        from_environ({env_name(HOOKS[0]): "module:function"})
+
+
+# -- generated text --------------------------------------------------------------------------
+
+
+def test_settings_markdown_mentions_every_setting() -> None:
+    text = settings_markdown()
+    for section in SECTIONS:
+        assert f"## {section}\n" in text
+    for name, meta in SETTINGS.items():
+        assert f"### `{name}`\n" in text, name
+        assert meta.help in text, name
+        if name in HOOKS:
+            continue
+        assert f"`{env_name(name)}`" in text, name
+        for flag in meta.flags:
+            assert f"`{flag}" in text, flag
+        if meta.negative:
+            assert f"`{meta.negative}" in text
+
+
+def test_settings_markdown_negative_flags_take_no_value() -> None:
+    """``--no-server-header`` is a switch (store_const): the docs must not show a metavar after it."""
+    text = settings_markdown()
+    for meta in SETTINGS.values():
+        if meta.negative:
+            assert f"`{meta.negative}`" in text, meta.negative
+            assert f"`{meta.negative} " not in text, meta.negative
+
+
+def test_settings_markdown_is_stable() -> None:
+    assert settings_markdown() == settings_markdown()
+    assert settings_markdown().endswith("\n") and not settings_markdown().endswith("\n\n")
+
+
+def test_describe_default() -> None:
+    assert describe_default("backlog") == "2048"
+    assert describe_default("reuse_port") == "off"
+    assert describe_default("access_log") == "on"
+    assert describe_default("chdir") == "(empty)"
+    assert describe_default("pythonpath") == "(none)"
+    assert describe_default("forwarded_allow_ips") == "127.0.0.1,::1"
+    assert describe_default("max_body_size") == "100M"
+
+
+def _round_trip(config: Config, tmp_path) -> Config:
+    path = tmp_path / "printed.conf.py"
+    path.write_text(format_config(config), encoding="utf-8")
+    return from_mapping(read_python_config(str(path)), str(path))
+
+
+def test_format_config_round_trips_defaults(tmp_path) -> None:
+    assert _round_trip(Config(), tmp_path) == Config()
+
+
+def test_format_config_round_trips_changed_settings(tmp_path) -> None:
+    config = from_mapping(
+        {
+            "app": "pkg.mod:create_app('x', debug=True)",
+            "bind": ["[::1]:0", "unix:/tmp/it's.sock"],
+            "workers": 4,
+            "umask": "007",
+            "keep_alive": 2.5,
+            "max_body_size": "10M",
+            "access_log": False,
+            "access_logformat": '%(h)s "%(r)s" \\ \u00e9',
+            "root_path": "/api",
+            "forwarded_allow_ips": ["10.0.0.0/8"],
+            "http": "h11",
+        },
+        "test",
+    )
+    assert _round_trip(config, tmp_path) == config
+
+
+def test_format_config_is_valid_python_with_every_setting() -> None:
+    text = format_config(Config())
+    namespace: dict = {}
+    exec(compile(text, "printed", "exec"), namespace)
+    for name in SETTINGS:
+        if name in HOOKS:
+            continue
+        assert re.search(rf"^{name} = ", text, re.MULTILINE), name

@@ -1,0 +1,354 @@
+"""Unit tests for greenserve.importer: application specs -> callables."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from greenserve import importer
+from greenserve.errors import EXIT_APP_LOAD_ERROR, AppLoadError
+from greenserve.importer import DEFAULT_ATTRIBUTE, load_app, split_spec
+
+
+@pytest.fixture
+def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., str]]:
+    """Write a module (or package) into a fresh sys.path entry; forget it afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+
+    def make(name: str, source: str) -> str:
+        parts = name.split(".")
+        directory = tmp_path
+        for package in parts[:-1]:
+            directory = directory / package
+            directory.mkdir(exist_ok=True)
+            init = directory / "__init__.py"
+            if not init.exists():
+                init.write_text("", encoding="utf-8")
+        path = directory / f"{parts[-1]}.py"
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+        return str(path)
+
+    yield make
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+WSGI = """
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [b"default"]
+
+def app(environ, start_response):
+    start_response("200 OK", [])
+    return [b"app"]
+
+class Holder:
+    def inner(self, environ, start_response):
+        return [b"inner"]
+
+holder = Holder()
+not_callable = 42
+
+def create_app(*args, **kwargs):
+    def configured(environ, start_response):
+        return [repr((args, kwargs)).encode()]
+    return configured
+
+def failing_factory():
+    raise RuntimeError("factory exploded")
+
+def factory_of_nothing():
+    return None
+"""
+
+
+def call(app: Callable) -> bytes:
+    return b"".join(app({}, lambda status, headers: None))
+
+
+# -- split_spec ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "module", "expression"),
+    [
+        ("pkg.mod:app", "pkg.mod", "app"),
+        ("pkg.mod", "pkg.mod", DEFAULT_ATTRIBUTE),
+        ("  mod:app  ", "mod", "app"),
+        ("mod: app", "mod", "app"),
+        ("mod:create_app('x', debug=True)", "mod", "create_app('x', debug=True)"),
+        ("mod:a.b.c", "mod", "a.b.c"),
+        ("mod:", "mod", ""),
+    ],
+)
+def test_split_spec(spec: str, module: str, expression: str) -> None:
+    assert split_spec(spec) == (module, expression)
+
+
+def test_default_attribute() -> None:
+    assert DEFAULT_ATTRIBUTE == "application"
+
+
+@pytest.mark.parametrize("spec", ["", "   ", ":app"])
+def test_split_spec_invalid(spec: str) -> None:
+    with pytest.raises(AppLoadError) as info:
+        split_spec(spec)
+    assert info.value.exit_code == EXIT_APP_LOAD_ERROR
+
+
+# -- load_app: success ------------------------------------------------------------------------
+
+
+def test_module_and_attribute(modules) -> None:
+    modules("gs_app_attr", WSGI)
+    assert call(load_app("gs_app_attr:app")) == b"app"
+
+
+def test_default_attribute_is_application(modules) -> None:
+    modules("gs_app_default", WSGI)
+    assert call(load_app("gs_app_default")) == b"default"
+
+
+def test_dotted_attribute(modules) -> None:
+    modules("gs_app_dotted", WSGI)
+    assert call(load_app("gs_app_dotted:holder.inner")) == b"inner"
+
+
+def test_module_in_a_package(modules) -> None:
+    modules("gs_pkg_one.sub.wsgi", WSGI)
+    assert call(load_app("gs_pkg_one.sub.wsgi:app")) == b"app"
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("create_app()", ((), {})),
+        ("create_app('prod')", (("prod",), {})),
+        (
+            "create_app('x', 2, debug=True, opts={'a': [1, 2]}, t=(1,), n=None, neg=-1.5)",
+            (("x", 2), {"debug": True, "opts": {"a": [1, 2]}, "t": (1,), "n": None, "neg": -1.5}),
+        ),
+        ("create_app(b'bytes')", ((b"bytes",), {})),
+    ],
+)
+def test_factory_with_literal_arguments(modules, expression: str, expected: tuple) -> None:
+    modules("gs_app_factory", WSGI)
+    assert call(load_app(f"gs_app_factory:{expression}")) == repr(expected).encode()
+
+
+def test_any_callable_object_is_accepted(modules) -> None:
+    modules(
+        "gs_app_class",
+        "class App:\n    def __call__(self, environ, start_response):\n        return [b'x']\n"
+        "application = App()\n",
+    )
+    assert call(load_app("gs_app_class")) == b"x"
+
+
+# -- load_app: failures ----------------------------------------------------------------------
+
+
+def load_error(spec: str) -> str:
+    with pytest.raises(AppLoadError) as info:
+        load_app(spec)
+    assert info.value.exit_code == EXIT_APP_LOAD_ERROR
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_missing_module(modules) -> None:
+    assert (
+        load_error("gs_no_such_module:app")
+        == "cannot import 'gs_no_such_module': no module named 'gs_no_such_module'"
+    )
+
+
+def test_missing_submodule_and_package(modules) -> None:
+    modules("gs_pkg_two.present", WSGI)
+    assert "no module named 'gs_pkg_two.absent'" in load_error("gs_pkg_two.absent:app")
+    assert "no module named 'gs_no_pkg'" in load_error("gs_no_pkg.sub.mod:app")
+
+
+def test_module_whose_import_fails_names_the_failing_import(modules) -> None:
+    path = modules("gs_broken_import", "import os\n\nimport gs_dependency_that_is_missing\n")
+    message = load_error("gs_broken_import:app")
+    assert message.startswith("cannot import 'gs_broken_import': ModuleNotFoundError")
+    assert "gs_dependency_that_is_missing" in message
+    assert "no module named 'gs_broken_import'" not in message
+    assert f"{Path(path).name}:3)" in message
+
+
+def test_package_whose_import_fails(modules) -> None:
+    modules("gs_pkg_three.wsgi", WSGI)
+    init = Path(modules("gs_pkg_three.helper", "")).parent / "__init__.py"
+    init.write_text("from gs_pkg_three import missing_sibling\n", encoding="utf-8")
+    message = load_error("gs_pkg_three.wsgi:app")
+    assert "ImportError" in message or "ModuleNotFoundError" in message
+    assert "missing_sibling" in message
+    assert "__init__.py:1)" in message
+
+
+@pytest.mark.parametrize(
+    ("source", "error", "line"),
+    [
+        ("x = 1\nraise RuntimeError('boom at import')\n", "RuntimeError: boom at import", 2),
+        ("\n\nx = 1 / 0\n", "ZeroDivisionError", 3),
+        ("import sys\nsys.exit(3)\n", "SystemExit: 3", 2),
+    ],
+)
+def test_module_that_raises_on_import(modules, source: str, error: str, line: int) -> None:
+    path = modules("gs_raises_on_import", source)
+    message = load_error("gs_raises_on_import:app")
+    assert f"cannot import 'gs_raises_on_import': {error}" in message
+    assert f"{Path(path).name}:{line})" in message
+
+
+def test_module_with_syntax_error(modules) -> None:
+    modules("gs_syntax_error", "def broken(:\n    pass\n")
+    message = load_error("gs_syntax_error:app")
+    assert "SyntaxError" in message
+
+
+def test_missing_attribute(modules) -> None:
+    modules("gs_app_attrs", WSGI)
+    assert load_error("gs_app_attrs:nope") == "module 'gs_app_attrs' has no attribute 'nope'"
+    assert "no attribute 'holder.missing'" in load_error("gs_app_attrs:holder.missing")
+
+
+def test_default_attribute_missing(modules) -> None:
+    modules("gs_app_no_default", "app = lambda environ, start_response: []\n")
+    assert "no attribute 'application'" in load_error("gs_app_no_default")
+
+
+def test_not_callable(modules) -> None:
+    modules("gs_app_nc", WSGI)
+    assert (
+        load_error("gs_app_nc:not_callable")
+        == "'gs_app_nc:not_callable' is a int, not a callable application"
+    )
+
+
+def test_factory_returning_non_callable(modules) -> None:
+    modules("gs_app_fnc", WSGI)
+    assert "not a callable application" in load_error("gs_app_fnc:factory_of_nothing()")
+
+
+def test_failing_factory(modules) -> None:
+    path = modules("gs_app_ff", WSGI)
+    message = load_error("gs_app_ff:failing_factory()")
+    assert (
+        "application factory 'gs_app_ff:failing_factory()' failed: RuntimeError: factory exploded" in message
+    )
+    assert f"{Path(path).name}:" in message
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "create_app(os.getcwd())",
+        "create_app(x)",
+        "create_app(1 + 1)",
+        "create_app(key=open('/etc/passwd'))",
+        "create_app([i for i in range(3)])",
+        "create_app(*['a'])",
+    ],
+)
+def test_non_literal_arguments_are_refused(modules, expression: str) -> None:
+    modules("gs_app_nl", WSGI + "\nCALLED = []\n")
+    message = load_error(f"gs_app_nl:{expression}")
+    assert "invalid application" in message
+
+
+def test_double_star_kwargs_refused(modules) -> None:
+    modules("gs_app_kw", WSGI)
+    assert "**kwargs" in load_error("gs_app_kw:create_app(**{'a': 1})")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "create_app()()",
+        "holder[0]",
+        "'string'",
+        "lambda: app",
+        "app if True else app",
+        "1",
+        "__import__('os').getcwd()",
+    ],
+)
+def test_expression_must_be_a_name_or_a_call(modules, expression: str) -> None:
+    modules("gs_app_expr", WSGI)
+    assert "invalid application" in load_error(f"gs_app_expr:{expression}")
+
+
+@pytest.mark.parametrize("expression", ["app(", "a b", "", "app)"])
+def test_expression_syntax_errors(modules, expression: str) -> None:
+    modules("gs_app_syntax", WSGI)
+    assert "invalid application" in load_error(f"gs_app_syntax:{expression}")
+
+
+def test_invalid_expression_does_not_import_the_module(modules) -> None:
+    modules("gs_app_side_effect", "import sys\nsys.modules['gs_side_effect_marker'] = True\n")
+    load_error("gs_app_side_effect:create_app()()")
+    assert "gs_side_effect_marker" not in sys.modules
+
+
+# -- prepare_path, detect_interface ------------------------------------------------------------
+
+
+def test_prepare_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "first"
+    second = tmp_path / "second"
+    importer.prepare_path(pythonpath=[str(first), str(second)])
+    assert sys.path[:3] == [str(tmp_path), str(first), str(second)]
+
+
+def test_prepare_path_chdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "app_dir"
+    target.mkdir()
+    importer.prepare_path(chdir=str(target))
+    assert Path.cwd() == target
+    assert sys.path[0] == str(target)
+    with pytest.raises(AppLoadError, match="--chdir"):
+        importer.prepare_path(chdir=str(tmp_path / "missing"))
+
+
+@pytest.mark.skipif(not hasattr(importer, "detect_interface"), reason="no ASGI detection")
+def test_detect_interface() -> None:
+    def wsgi(environ, start_response):
+        return []
+
+    async def asgi3(scope, receive, send):
+        pass
+
+    class Asgi3Instance:
+        async def __call__(self, scope, receive, send):
+            pass
+
+    class Asgi2:
+        def __init__(self, scope):
+            self.scope = scope
+
+        async def __call__(self, receive, send):
+            pass
+
+    class WsgiClass:
+        def __init__(self, environ, start_response):
+            pass
+
+    detect = importer.detect_interface
+    assert detect(wsgi) == "wsgi"
+    assert detect(asgi3) == "asgi3"
+    assert detect(Asgi3Instance()) == "asgi3"
+    assert detect(Asgi2) == "asgi2"
+    assert detect(WsgiClass) == "wsgi"
+    assert detect(print) == "wsgi"
