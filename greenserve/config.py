@@ -571,7 +571,10 @@ class Config:
         section="ASGI",
         parse=choice("auto", "asyncio", "uvloop"),
         metavar="{auto,asyncio,uvloop}",
-        help="Event loop of each worker's ASGI thread: uvloop when installed ('auto'), or asyncio.",
+        help="Event loop of each worker's ASGI thread. 'auto' and 'asyncio': asyncio on epoll, "
+        "where code the application runs in threads (FastAPI def endpoints, run_in_executor, "
+        "sync_to_async) gets greenlets. 'uvloop': faster for purely async applications, but "
+        "refuses threads started from the loop.",
     )
     ws_max_size: int = setting(
         16 * 1024 * 1024,

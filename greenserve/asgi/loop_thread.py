@@ -1,17 +1,26 @@
 """One asyncio event loop per worker, in a real OS thread, and the two crossings.
 
-After ``gevent.monkey.patch_all()`` a ``threading.Thread`` is a greenlet and
-``selectors.DefaultSelector`` waits through the gevent hub; an asyncio loop
-needs neither. The loop thread is started with the original
-``_thread.start_new_thread`` and its selector uses the original ``epoll`` /
-``kqueue`` / ``select``. uvloop, when chosen, brings its own I/O.
+After ``gevent.monkey.patch_all()`` a ``threading.Thread`` is a greenlet, so
+the loop thread is started with the original ``_thread.start_new_thread``.
+That thread runs a gevent hub of its own, with the asyncio loop in its main
+greenlet: code that "starts a thread" from async code (FastAPI's ``def``
+endpoints, ``run_in_executor``, ``anyio.to_thread``, asgiref's
+``sync_to_async``) gets a greenlet in the loop thread, and its blocking I/O
+yields to the loop instead of stopping it. The loop's selector is the
+system's epoll (or kqueue): it polls without blocking and, when nothing is
+ready, waits for the epoll descriptor itself through the thread's hub, so
+those greenlets run meanwhile.
+
+uvloop (``--loop uvloop``) blocks inside libuv, where no greenlet can run:
+it is for purely asynchronous applications, and a thread started from its
+loop is refused with a clear error instead of hanging.
 
 Exactly two ways to cross between the worker's greenlets and the loop:
 
 - greenlet -> loop: :meth:`LoopThread.to_loop` (``loop.call_soon_threadsafe``);
 - loop -> greenlet: :meth:`LoopThread.to_hub`, which queues a callback and
-  wakes the hub through one gevent async watcher; the callback runs in the
-  hub's thread, where it may set gevent events or wake greenlets.
+  wakes the worker's hub through one gevent async watcher; the callback runs
+  in the hub's thread, where it may set gevent events or wake greenlets.
 
 A greenlet never blocks the hub waiting on a thread: it waits on a gevent
 event that a ``to_hub`` callback sets.
@@ -22,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import selectors
+import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -35,45 +45,71 @@ def _original(module: str, name: str) -> Any:
     return monkey.get_original(module, name)
 
 
-def _native_selector() -> selectors.BaseSelector:
-    """The best selector of the OS, bypassing gevent's patched ``select`` module."""
+def _hub_selector() -> selectors.BaseSelector:
+    """epoll/kqueue that waits through the calling thread's gevent hub when idle."""
+    from gevent.socket import wait_read
+
     for selector_name, factory_name in (("EpollSelector", "epoll"), ("KqueueSelector", "kqueue")):
         try:
             cls = _original("selectors", selector_name)
             factory = _original("select", factory_name)
         except AttributeError:
             continue
-        return _make_native(cls, factory)
-    select_fn = _original("select", "select")  # pragma: no cover - Windows
-
-    class _NativeSelect(selectors.SelectSelector):  # pragma: no cover
-        def _select(self, r: Any, w: Any, _: Any, timeout: Any = None) -> Any:
-            r, w, x = select_fn(r, w, w, timeout)
-            return r, w + x, []
-
-    return _NativeSelect()  # pragma: no cover
+        return _make_hub_selector(cls, factory, wait_read)
+    # Elsewhere (Windows) gevent's own selector does the same, less cheaply.
+    return selectors.DefaultSelector()  # pragma: no cover
 
 
-def _make_native(cls: type, factory: Callable[[], Any]) -> selectors.BaseSelector:
-    class _Native(cls):
+def _make_hub_selector(cls: type, factory: Callable[[], Any], wait_read: Callable) -> selectors.BaseSelector:
+    class _HubSelector(cls):
         def __init__(self) -> None:
             selectors._BaseSelectorImpl.__init__(self)
             self._selector = factory()
 
-    return _Native()
+        def select(self, timeout: float | None = None) -> list:
+            ready = super().select(0)  # busy: no hub round trip at all
+            if ready or (timeout is not None and timeout <= 0):
+                return ready
+            try:
+                # The epoll descriptor is readable when one of its sockets is.
+                wait_read(self._selector.fileno(), timeout=timeout)
+            except OSError:  # socket.timeout: nothing became ready in time
+                return []
+            return super().select(0)
+
+    return _HubSelector()
 
 
 def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
-    """``uvloop`` (``auto`` when installed) or an asyncio loop on a native selector."""
-    if kind in ("auto", "uvloop"):
-        try:
-            import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.SelectorEventLoop(_native_selector())
+    """An asyncio loop on the hub-aware selector, or uvloop for ``kind="uvloop"``."""
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.SelectorEventLoop(_hub_selector())
+
+
+_get_ident = None
+_no_threads_from: set[int] = set()
+
+
+def _refuse_threads_from_uvloop() -> None:
+    """Make ``threading`` refuse to start a thread from a uvloop loop thread (it would hang)."""
+    global _get_ident
+    if _get_ident is not None:
+        return
+    _get_ident = _original("_thread", "get_ident")
+    start = threading._start_new_thread  # type: ignore[attr-defined]
+
+    def start_new_thread(function: Callable, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if _get_ident is not None and _get_ident() in _no_threads_from:
+            raise RuntimeError(
+                "a thread was started from the ASGI loop, which runs uvloop: threads cannot "
+                "run there under gevent; serve this application with --loop asyncio"
+            )
+        return start(function, args, kwargs or {})
+
+    threading._start_new_thread = start_new_thread  # type: ignore[attr-defined]
 
 
 class LoopThread:
@@ -81,9 +117,11 @@ class LoopThread:
 
     def __init__(self, kind: str = "auto") -> None:
         import gevent
+        import gevent.event
 
         self.kind = kind
         self.loop = new_event_loop(kind)
+        self._started = gevent.event.Event()
         self._pending: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._hub = gevent.get_hub()
         self._async = self._hub.loop.async_()
@@ -98,16 +136,21 @@ class LoopThread:
         """Start the OS thread; returns once the loop is running."""
         import gevent.event
 
-        started = gevent.event.Event()
+        started = self._started
         done = gevent.event.Event()
         self._thread_done = done
-        allocate_lock = _original("_thread", "allocate_lock")
-        ready = allocate_lock()
-        ready.acquire()
+        uvloop = self.kind == "uvloop"
+        if uvloop:
+            _refuse_threads_from_uvloop()
 
         def run() -> None:
+            import gevent
+
+            gevent.get_hub()  # this thread's own hub, for the greenlets of offloaded work
+            if uvloop:
+                assert _get_ident is not None
+                _no_threads_from.add(_get_ident())
             asyncio.set_event_loop(self.loop)
-            self.loop.call_soon(ready.release)
             try:
                 self.loop.run_forever()
             finally:
@@ -121,6 +164,9 @@ class LoopThread:
         # The loop signals through the hub so this greenlet waits cooperatively.
         self.loop.call_soon_threadsafe(lambda: self.to_hub(started.set))
         started.wait()
+
+    def wait_started(self) -> None:
+        self._started.wait()
 
     # -- the two crossings ------------------------------------------------------------
 
@@ -169,6 +215,10 @@ class LoopThread:
         """Stop the loop and wait (cooperatively) for its thread to finish."""
         if self.loop.is_closed():
             return
+        try:  # join the executor's greenlets in their own thread, as asyncio.run does
+            self.run_coroutine(self.loop.shutdown_default_executor(), timeout=timeout)
+        except Exception:
+            log.debug("ASGI loop: default executor did not shut down cleanly", exc_info=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
         if self._thread_done is not None:
             self._thread_done.wait(timeout)
@@ -181,9 +231,13 @@ _LOOP_THREAD: LoopThread | None = None
 def get_loop_thread(kind: str = "auto") -> LoopThread:
     """The worker's loop thread, started on first use (after gevent patched)."""
     global _LOOP_THREAD
-    if _LOOP_THREAD is None:
-        thread = LoopThread(kind)
+    thread = _LOOP_THREAD
+    if thread is None:
+        # Published before start() yields: greenlets arriving meanwhile wait for
+        # this one instead of each starting a thread of their own.
+        thread = _LOOP_THREAD = LoopThread(kind)
         thread.start()
-        _LOOP_THREAD = thread
         log.debug("ASGI loop thread started (%s)", thread.name)
-    return _LOOP_THREAD
+    else:
+        thread.wait_started()
+    return thread

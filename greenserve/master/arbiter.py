@@ -69,7 +69,7 @@ INHERITED_FDS_ENV = "_GREENSERVE_INHERITED_FDS"
 ABORT_GRACE = 5.0
 #: After a quick stop (INT/QUIT), how long workers get before SIGKILL.
 QUICK_STOP_GRACE = 3.0
-#: A worker dying before it is ready, this soon after its spawn, counts toward a crash loop.
+#: A worker dying this soon after its spawn counts toward a crash loop (respawns back off).
 CRASH_WINDOW = 5.0
 MAX_BACKOFF = 30.0
 _LOOP_INTERVAL = 0.5
@@ -173,7 +173,7 @@ class Arbiter:
         if config.reload:
             from greenserve.master.reloader import Reloader
 
-            roots = [os.getcwd(), *config.pythonpath]
+            roots = [os.path.abspath(config.chdir or os.getcwd()), *config.pythonpath]
             self._reloader = Reloader(roots, config.reload_extra_files)
             log.info("Reloading on changes below %s", ", ".join(self._reloader.roots))
         set_proc_title(f"greenserve: master [{self.proc_name}]")
@@ -310,7 +310,8 @@ class Arbiter:
         log.info("SIGUSR1: reopening log files")
         logs.reopen_files()
         for worker in self.workers.values():
-            self._kill(worker, signal.SIGUSR1)
+            if worker.state == READY:  # a booting worker opens its files after this anyway
+                self._kill(worker, signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
         self.reexec()
@@ -339,9 +340,15 @@ class Arbiter:
             hooks.notify(hooks.PreFork(self, worker))
         except Exception:
             log.exception("pre_fork hook failed")
-        pid = _fork()
-        if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            run_child(self, worker)
+        # Signals wait until the child has replaced the master's handlers:
+        # one arriving in between would run the master's code in the child.
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        try:
+            pid = _fork()
+            if pid == 0:  # pragma: no cover - runs in the child, which never returns
+                run_child(self, worker)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self.SIGNALS)
         worker.pid = pid
         worker.spawned_at = time.monotonic()
         link.after_fork_in_master()
@@ -374,14 +381,17 @@ class Arbiter:
         self._kill(worker, signal.SIGTERM if graceful else signal.SIGQUIT)
 
     def stop_workers(self, graceful: bool) -> None:
-        if systemd.notify("STOPPING=1"):
-            pass
+        if not self.stopping:
+            systemd.notify("STOPPING=1")
+            # The workers close their copies of the listening sockets as they
+            # drain; with the master's closed too, new clients are refused at
+            # once instead of waiting in a backlog nobody accepts from. (A
+            # master started by USR2 holds its own copies.)
+            close_listeners(self.listeners, unlink=False)
         self.stopping = True
         timeout = self.config.graceful_timeout if graceful else QUICK_STOP_GRACE
         deadline = time.monotonic() + timeout + (2.0 if graceful else 0.0)
         self.stop_deadline = min(self.stop_deadline, deadline) if self.stop_deadline else deadline
-        if not graceful:
-            self.exit_code = self.exit_code or EXIT_OK
         for worker in list(self.workers.values()):
             self.stop_worker(worker, graceful)
         # A quick stop after a graceful one escalates the signal.
@@ -432,7 +442,7 @@ class Arbiter:
             log.info("Worker %d exited (%s)", worker.pid, how)
             return
         log.error("Worker %d died unexpectedly (%s); starting a new one", worker.pid, how)
-        if worker.state == BOOTING and time.monotonic() - worker.spawned_at < CRASH_WINDOW:
+        if time.monotonic() - worker.spawned_at < CRASH_WINDOW:
             self._crashes += 1
             delay = min(MAX_BACKOFF, 0.5 * 2 ** (self._crashes - 1))
             self._spawn_after = time.monotonic() + delay
@@ -479,7 +489,6 @@ class Arbiter:
         for kind, text in parse_messages(data) if data else ():
             if kind == MSG_READY and worker.state == BOOTING:
                 worker.state = READY
-                self._crashes = 0
                 log.debug("Worker %d is ready", worker.pid)
             elif kind == MSG_RETIRE and not worker.retiring and worker.state != STOPPING:
                 worker.retiring = True
@@ -498,8 +507,8 @@ class Arbiter:
                     self._kill(worker, signal.SIGKILL)
                     worker.aborted_at = now + 3600  # once
                 continue
-            if worker.state == STOPPING:
-                continue
+            if worker.state != READY:
+                continue  # booting (importing the app: no event loop yet) or stopping
             if timeout and now_wall - worker.link.last_beat() > timeout:
                 log.error(
                     "Worker %d timed out: its event loop has been blocked for more than %g s "

@@ -103,8 +103,10 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
     worker.pid = os.getpid()
     config = arbiter.config
     try:
-        for signum in arbiter.SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
+        from greenserve.worker import boot  # imports no gevent: that is boot.run's first act
+
+        boot.hold_signals()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, arbiter.SIGNALS)  # blocked by spawn_worker
         arbiter.close_in_child(worker)
         worker.link.after_fork_in_worker()
         if "gevent" in sys.modules:  # --preload: the master patched and maybe made a hub
@@ -121,8 +123,6 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
     except Exception:  # noqa: BLE001 - a failing hook must not become a respawn loop
         log.error("worker %d failed to start:\n%s", os.getpid(), traceback.format_exc())
         return EXIT_BOOT_ERROR
-
-    from greenserve.worker import boot
 
     return boot.run(
         config,

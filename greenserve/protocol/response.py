@@ -24,6 +24,7 @@ _SERVER_MANAGED = frozenset(("connection", "keep-alive", "transfer-encoding", "p
 
 _NAME_CACHE: dict[str, int] = {}
 _STATUS_CACHE: dict[str, tuple[int, bytes]] = {}
+_HEAD_CACHE: dict[tuple, tuple[bytes, int | None, bool, bool, bool]] = {}
 _CACHE_LIMIT = 1024
 
 _KIND_PLAIN = 0
@@ -108,63 +109,82 @@ class Head:
         self.code, self.status_line = code_line if code_line is not None else parse_status(status)
         #: The application's headers, as given (for the access log).
         self.headers = headers
-        self.content_length: int | None = None
+        # Applications send the same header lists again and again: validate each once.
+        key: tuple | None
+        try:
+            key = tuple(headers)
+            checked = _HEAD_CACHE.get(key)
+        except TypeError:  # unhashable items: validation says what is wrong with them
+            key = checked = None
+        if checked is None:
+            checked = _check_headers(headers)
+            if key is not None:
+                if len(_HEAD_CACHE) >= _CACHE_LIMIT:
+                    _HEAD_CACHE.clear()
+                _HEAD_CACHE[key] = checked
+        #: The serialised application headers, ``Content-Length`` and hop-by-hop ones excepted.
+        self.block: bytes
+        #: The application's Content-Length, if it gave one.
+        self.content_length: int | None
         #: The application asked to close the connection (``Connection: close``).
-        self.close = False
-        self.has_date = False
-        self.has_server = False
-        kinds = _NAME_CACHE
-        lines = []
-        try:
-            for name, value in headers:
-                kind = kinds.get(name)
-                if kind is None:
-                    kind = _name_kind(name)
-                if kind:
-                    if kind == _KIND_CONTENT_LENGTH:
-                        self._content_length(value)
-                        continue  # the server writes it, once
-                    if not isinstance(value, str):
-                        raise ResponseError(f"header value {value!r} is not a str")
-                    if kind == _KIND_CONNECTION:
-                        if "close" in value.lower():
-                            self.close = True
-                        continue
-                    if kind == _KIND_MANAGED:
-                        continue
-                    if kind == _KIND_DATE:
-                        self.has_date = True
-                    else:
-                        self.has_server = True
-                lines.append(name + ": " + value + "\r\n")
-        except TypeError:
-            raise ResponseError(
-                f"headers must be a list of (str, str) tuples, got {headers!r:.200}"
-            ) from None
-        except ValueError:
-            raise ResponseError(
-                f"headers must be a list of (str, str) tuples, got {headers!r:.200}"
-            ) from None
-        block = "".join(lines)
-        # Names are validated tokens, so any CR or LF beyond one pair per line,
-        # or any NUL, came from a value: header injection.
-        count = len(lines)
-        if block.count("\n") != count or block.count("\r") != count or "\0" in block:
-            raise ResponseError("header value contains CR, LF or NUL (header injection)")
-        try:
-            self.block = block.encode("latin-1")
-        except UnicodeEncodeError as exc:
-            raise ResponseError(f"header value is not latin-1: {exc}") from None
+        self.close: bool
+        self.has_date: bool
+        self.has_server: bool
+        self.block, self.content_length, self.close, self.has_date, self.has_server = checked
         if self.code == 204:
             self.content_length = None
 
-    def _content_length(self, value: str) -> None:
-        if not isinstance(value, str) or not value.strip().isdigit() or not value.isascii():
-            raise ResponseError(f"invalid Content-Length {value!r}")
-        length = int(value)
-        if self.content_length is not None and self.content_length != length:
-            raise ResponseError("conflicting Content-Length headers")
-        self.content_length = length
+
+def _check_headers(headers: list[tuple[str, str]]) -> tuple[bytes, int | None, bool, bool, bool]:
+    """Validate application headers -> (block, content_length, close, has_date, has_server)."""
+    content_length: int | None = None
+    close = has_date = has_server = False
+    kinds = _NAME_CACHE
+    lines = []
+    try:
+        for name, value in headers:
+            kind = kinds.get(name)
+            if kind is None:
+                kind = _name_kind(name)
+            if kind:
+                if not isinstance(value, str):
+                    raise ResponseError(f"header value {value!r} is not a str")
+                if kind == _KIND_CONTENT_LENGTH:
+                    length = _content_length(value)
+                    if content_length is not None and content_length != length:
+                        raise ResponseError("conflicting Content-Length headers")
+                    content_length = length
+                    continue  # the server writes it, once
+                if kind == _KIND_CONNECTION:
+                    if "close" in value.lower():
+                        close = True
+                    continue
+                if kind == _KIND_MANAGED:
+                    continue
+                if kind == _KIND_DATE:
+                    has_date = True
+                else:
+                    has_server = True
+            lines.append(name + ": " + value + "\r\n")
+    except (TypeError, ValueError):
+        raise ResponseError(f"headers must be a list of (str, str) tuples, got {headers!r:.200}") from None
+    block = "".join(lines)
+    # Names are validated tokens, so any CR or LF beyond one pair per line,
+    # or any NUL, came from a value: header injection.
+    count = len(lines)
+    if block.count("\n") != count or block.count("\r") != count or "\0" in block:
+        raise ResponseError("header value contains CR, LF or NUL (header injection)")
+    try:
+        encoded = block.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ResponseError(f"header value is not latin-1: {exc}") from None
+    return encoded, content_length, close, has_date, has_server
+
+
+def _content_length(value: str) -> int:
+    if not value.strip().isdigit() or not value.isascii():
+        raise ResponseError(f"invalid Content-Length {value!r}")
+    return int(value)
 
 
 _STATUS_TEXT: dict[int, str] = {}

@@ -242,6 +242,32 @@ def _dump_and_exit(signum: int, frame: Any) -> None:
     os._exit(EXIT_ERROR)
 
 
+#: Stop signals that arrived while the worker was still booting (see hold_signals).
+_early_stops: list[int] = []
+
+
+def hold_signals() -> None:
+    """Right after fork, before gevent: remember stop signals, ignore the rest.
+
+    The master may signal a worker at any moment, including while it imports
+    the application; a default disposition would kill it (USR1) or lose the
+    request to drain (TERM). The worker acts on what was held once booted.
+    """
+    for name in ("SIGTERM", "SIGINT", "SIGQUIT"):
+        signal.signal(getattr(signal, name), lambda signum, frame: _early_stops.append(signum))
+    for name in ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGTTIN", "SIGTTOU"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def _fail_boot(link: WorkerLink | None, message: str, code: int) -> int:
+    if link is not None:
+        link.send(MSG_ERROR, message)  # the master reports it, in one line
+    else:
+        log.error("%s", message)
+    return code
+
+
 def run(
     config: Config,
     listeners: list[Listener],
@@ -253,41 +279,34 @@ def run(
     master_pid: int | None = None,
     on_ready: Callable[[Any], None] | None = None,
 ) -> int:
-    """Patch, load, serve until a stop signal; returns the process exit code."""
-    patch()
-    if link is not None:
-        link.beat()
+    """Patch, load, serve until a stop signal; returns the process exit code.
+
+    Anything that fails before the worker serves is a boot failure (exit 3,
+    or 4 for the application itself), which stops the master instead of
+    starting a respawn loop.
+    """
     lifespan = None
     try:
+        patch()
+        if link is not None:
+            link.beat()
         if app is None:
             app = load_application(config)
         app, lifespan = prepare_asgi(config, app)
-    except AppLoadError as exc:
-        if link is not None:
-            link.send(MSG_ERROR, str(exc))  # the master reports it, in one line
-        else:
-            log.error("%s", exc)
-        log.debug("application load traceback", exc_info=exc.__cause__ or exc)
-        return EXIT_APP_LOAD_ERROR
-    try:
         server = build_server(config, app, listeners, multiprocess=multiprocess)
-    except BootError as exc:
-        if link is not None:
-            link.send(MSG_ERROR, str(exc))
-        else:
-            log.error("%s", exc)
-        return EXIT_BOOT_ERROR
-    server.worker = worker
-    controller = _Controller(server, config, link, worker, master_pid)
-    controller.install()
-    try:
+        server.worker = worker
+        controller = _Controller(server, config, link, worker, master_pid)
+        controller.install()
         hooks.notify(hooks.PostWorkerInit(worker))
-    except Exception:
-        log.exception("post_worker_init hook failed")
-        if link is not None:
-            link.send(MSG_ERROR, "post_worker_init hook failed")
-        return EXIT_BOOT_ERROR
-    server.start()
+        server.start()
+    except AppLoadError as exc:
+        log.debug("application load traceback", exc_info=exc.__cause__ or exc)
+        return _fail_boot(link, str(exc), EXIT_APP_LOAD_ERROR)
+    except BootError as exc:
+        return _fail_boot(link, str(exc), EXIT_BOOT_ERROR)
+    except Exception as exc:
+        log.exception("worker %d failed to start", os.getpid())
+        return _fail_boot(link, f"{type(exc).__name__}: {exc}", EXIT_BOOT_ERROR)
     log.info(
         "Worker %d serving %s (%s parser, up to %d connections)",
         os.getpid(),
@@ -302,6 +321,8 @@ def run(
         gevent.spawn(controller.supervise)
     elif config.max_requests:
         log.warning("--max-requests is ignored in single-process mode (no master to replace the worker)")
+    for signum in _early_stops:
+        (controller.graceful if signum == signal.SIGTERM else controller.quick)(signum)
     if on_ready is not None:
         on_ready(server)
     try:
@@ -310,6 +331,7 @@ def run(
         server.shutdown(config.graceful_timeout)
     if lifespan is not None:
         lifespan.shutdown(config.graceful_timeout)
+        lifespan.loop_thread.stop()
     try:
         hooks.notify(hooks.WorkerExit(worker))
     except Exception:

@@ -292,12 +292,15 @@ class Connection:
         # A new connection gets the head timeout for its first request, then
         # the keep-alive timeout between requests.
         idle_timeout = server.header_timeout
+        between_requests = False
         while True:
             if not events:
                 if server.stopping:
                     return False
-                self.idle = True
-                if server.room_wanted:
+                # Idle means between two requests: a new connection's first
+                # request is on its way and must not be cut (shutdown, full pool).
+                self.idle = between_requests
+                if between_requests and server.room_wanted:
                     server.wake_acceptors()  # the pool is full: this idle slot can be reused
                 now = monotonic()
                 self.idle_since = now
@@ -326,6 +329,7 @@ class Connection:
                 if not self._handle(event):
                     return False
                 idle_timeout = server.keep_alive
+                between_requests = True
             elif isinstance(event, ProtocolError):
                 self._reject(event)
                 return False

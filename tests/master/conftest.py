@@ -1,0 +1,342 @@
+"""Fixtures for the master tests: real ``greenserve`` masters, their workers, steady load.
+
+Every master binds port 0 and reports its address; every test's processes run
+in their own session (process group), which is killed at teardown whatever
+state the test left it in (USR2 leaves a second master in the same group).
+Workers are found through ``/proc`` (children of the master's pid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GreenserveProcess, wait_until
+
+APPS = Path(__file__).resolve().parent / "apps"
+LOG_LINE = re.compile(r"^\[[^\]]+\] \[(?P<pid>\d+)\] \[(?P<level>\w+)\] (?P<message>.*)$")
+
+
+# -- processes seen through /proc ----------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """``(state, ppid)`` of a process, None when it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def children(pid: int) -> list[int]:
+    """Live (non-zombie) child processes of ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _stat(int(entry))
+        if stat is not None and stat[1] == pid and stat[0] not in ("Z", "X"):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def proc_ids(pid: int) -> tuple[int, int]:
+    """Real ``(uid, gid)`` from ``/proc/PID/status``."""
+    uid = gid = -1
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("Uid:"):
+                uid = int(line.split()[1])
+            elif line.startswith("Gid:"):
+                gid = int(line.split()[1])
+    return uid, gid
+
+
+def fd_targets(pid: int) -> list[str]:
+    targets = []
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return targets
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    return wait_until(lambda: not alive(pid), timeout, 0.05)
+
+
+# -- a master -----------------------------------------------------------------------------
+
+
+class Master(GreenserveProcess):
+    """A ``greenserve`` master: its workers, its log, one-shot requests."""
+
+    def _pump(self) -> None:
+        try:
+            super()._pump()
+        finally:  # every writer (master, workers, a USR2 master) is gone
+            assert self.proc is not None and self.proc.stdout is not None
+            self.proc.stdout.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def workers(self, exclude: tuple[int, ...] = ()) -> list[int]:
+        return [pid for pid in children(self.pid) if pid not in exclude]
+
+    def wait_workers(
+        self,
+        predicate: Callable[[list[int]], bool],
+        timeout: float = 10.0,
+        master_pid: int | None = None,
+        exclude: tuple[int, ...] = (),
+    ) -> list[int]:
+        """Poll the master's children until ``predicate(pids)``; returns them."""
+        master_pid = master_pid or self.pid
+        found: list[int] = []
+
+        def check() -> bool:
+            nonlocal found
+            found = [pid for pid in children(master_pid) if pid not in exclude]
+            return predicate(found)
+
+        assert wait_until(check, timeout, 0.05), f"workers of {master_pid}: {found}\n{self.log}"
+        return found
+
+    def count(self, pattern: str, pid: int | None = None) -> int:
+        regex = re.compile(pattern)
+        with self._cond:
+            lines = list(self.lines)
+        return sum(1 for line in lines if regex.search(line) and (pid is None or f"[{pid}]" in line))
+
+    def lines_from(self, pid: int) -> list[str]:
+        with self._cond:
+            return [line for line in self.lines if f"] [{pid}] [" in line]
+
+    def get(self, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
+        return http_get(self.address, path, timeout)
+
+    def kill_group(self) -> None:
+        """SIGKILL everything left in the master's process group (and reap the master)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+
+def http_get(address: tuple[str, int], path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
+    """One request on a fresh connection: ``(status, body)``."""
+    conn = http.client.HTTPConnection(address[0], address[1], timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+class _MasterFactory:
+    def __init__(self) -> None:
+        self.started: list[Master] = []
+
+    def __call__(
+        self,
+        *args: str,
+        ready: str | None = r"\] Ready: ",
+        cwd: str | os.PathLike | None = None,
+        env: dict | None = None,
+        timeout: float = 15.0,
+        pass_fds: tuple[int, ...] = (),
+        bind: bool = True,
+        graceful_timeout: float | None = 5.0,
+        shim: str | None = None,
+    ) -> Master:
+        argv = list(args)
+        if bind:
+            argv = ["-b", "127.0.0.1:0", *argv]
+        if not any("access-log" in a for a in argv):
+            argv = ["--no-access-log", *argv]
+        if graceful_timeout is not None and "--graceful-timeout" not in argv:
+            argv = ["--graceful-timeout", str(graceful_timeout), *argv]
+        master = Master(argv, cwd=cwd or APPS, env=env, pass_fds=pass_fds)
+        if shim is not None:  # ``python -c SHIM ARGS``: the shim execs greenserve itself
+            master.args[1:3] = ["-c", shim]
+        self.started.append(master)
+        return master.start(ready=ready, timeout=timeout)
+
+    def cleanup(self) -> None:
+        for master in self.started:
+            try:
+                code = master.stop(signal.SIGTERM, timeout=5)
+                if code == -signal.SIGKILL:
+                    tail = "\n".join(master.log.splitlines()[-30:])
+                    warnings.warn(
+                        f"master {master.pid} ignored SIGTERM for 5 s at teardown; log tail:\n{tail}",
+                        stacklevel=1,
+                    )
+            finally:
+                master.kill_group()
+
+
+@pytest.fixture
+def master() -> Iterator[_MasterFactory]:
+    """Factory: ``master("mapp:app", "-w", "2")`` starts a master and waits for ``Ready:``.
+
+    ``shim``: Python code run as ``python -c SHIM ARGS`` instead of
+    ``python -m greenserve ARGS``, to prepare the process (e.g. systemd's
+    environment) before it execs greenserve with the same pid.
+
+    Adds ``-b 127.0.0.1:0``, ``--no-access-log`` and ``--graceful-timeout 5``
+    unless told otherwise; serves from ``tests/master/apps``. Everything in the
+    master's process group is killed after the test.
+    """
+    factory = _MasterFactory()
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
+
+
+# -- steady load ----------------------------------------------------------------------
+
+
+class Load:
+    """``threads`` clients looping ``GET path`` (a new connection each) on loopback.
+
+    Every failure is recorded: connection refused or reset, a timeout, a
+    status other than 200. Bodies of ``/`` are worker pids: ``pids`` counts
+    which workers answered. Stops by itself after ``max_seconds``.
+    """
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        path: str = "/",
+        threads: int = 4,
+        pause: float = 0.01,
+        timeout: float = 5.0,
+        max_seconds: float = 40.0,
+    ) -> None:
+        self.address = address
+        self.path = path
+        self.pause = pause
+        self.timeout = timeout
+        self.max_seconds = max_seconds
+        self.ok = 0
+        #: ``(seconds since start, wall clock, what happened)`` per failed request.
+        self.failures: list[tuple[float, str, str]] = []
+        self.pids: Counter[int] = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self.started = 0.0
+
+    def __enter__(self) -> Load:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread.ident is not None:
+                thread.join(self.timeout + 2)
+
+    def _run(self) -> None:
+        deadline = self.started + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            began = time.monotonic()
+            try:
+                status, body = http_get(self.address, self.path, self.timeout)
+            except Exception as exc:
+                self._fail(began, repr(exc))
+            else:
+                with self._lock:
+                    if status == 200:
+                        self.ok += 1
+                        if body.isdigit():
+                            self.pids[int(body)] += 1
+                if status != 200:
+                    self._fail(began, f"status {status}: {body[:100]!r}")
+            self._stop.wait(self.pause)
+
+    def _fail(self, began: float, what: str) -> None:
+        wall = time.strftime("%H:%M:%S", time.localtime(time.time() - (time.monotonic() - began)))
+        with self._lock:
+            self.failures.append((round(began - self.started, 3), wall, what))
+
+    def wait_ok(self, more: int = 1, timeout: float = 5.0) -> None:
+        """Wait until ``more`` further requests have succeeded."""
+        target = self.ok + more
+        assert wait_until(lambda: self.ok >= target, timeout), f"load stalled: {self.summary()}"
+
+    def wait_pid(self, pids: set[int] | list[int], timeout: float = 5.0) -> None:
+        """Wait until one of ``pids`` has answered a request."""
+        wanted = set(pids)
+        assert wait_until(lambda: wanted & set(self.pids), timeout), (
+            f"none of {sorted(wanted)} answered: {self.summary()}"
+        )
+
+    def summary(self) -> str:
+        with self._lock:
+            return (
+                f"{self.ok} ok, {len(self.failures)} failed {self.failures[:10]}, "
+                f"answered by {dict(self.pids)}"
+            )
+
+
+@pytest.fixture
+def load() -> Iterator[Callable[..., Load]]:
+    """Factory: ``with load(server.address) as traffic: ...``; stopped at teardown in any case."""
+    started: list[Load] = []
+
+    def make(address: tuple[str, int], **options: object) -> Load:
+        traffic = Load(address, **options)  # type: ignore[arg-type]
+        started.append(traffic)
+        return traffic
+
+    try:
+        yield make
+    finally:
+        for traffic in started:
+            traffic.stop()

@@ -1,0 +1,169 @@
+"""Process settings: pidfile, process names, heartbeat directory, user/group, log reopening, reuse-port."""
+
+from __future__ import annotations
+
+import grp
+import importlib.util
+import os
+import pwd
+import re
+import signal
+import stat
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import wait_until
+
+from .conftest import cmdline, fd_targets, http_get, proc_ids
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_pidfile_is_written_and_removed(master, tmp_path):
+    pidfile = tmp_path / "run" / "greenserve.pid"
+    pidfile.parent.mkdir()
+    server = master("mapp:app", "-w", "1", "--pidfile", str(pidfile))
+    assert pidfile.read_text() == f"{server.pid}\n"
+    assert server.stop(signal.SIGTERM, timeout=10) == 0
+    assert not pidfile.exists()
+    assert list(pidfile.parent.iterdir()) == []  # no temporary file left behind
+
+
+def test_proc_name_shows_in_cmdline(master):
+    pytest.importorskip("setproctitle")
+    server = master("mapp:app", "-w", "2", "--proc-name", "gs-master-test")
+    workers = server.wait_workers(lambda pids: len(pids) == 2)
+    assert "greenserve: master [gs-master-test]" in cmdline(server.pid)
+    for pid in workers:
+        assert "greenserve: worker [gs-master-test]" in cmdline(pid)
+
+
+def test_worker_tmp_dir_holds_the_unlinked_heartbeat_files(master, tmp_path):
+    beats = tmp_path / "beats"
+    beats.mkdir()
+    server = master("mapp:app", "-w", "2", "--worker-tmp-dir", str(beats))
+    workers = server.wait_workers(lambda pids: len(pids) == 2)
+    pattern = re.compile(rf"^{re.escape(str(beats))}/greenserve-heartbeat-\S+ \(deleted\)$")
+    in_master = [target for target in fd_targets(server.pid) if pattern.match(target)]
+    assert len(in_master) == 2, fd_targets(server.pid)
+    for pid in workers:
+        assert any(pattern.match(target) for target in fd_targets(pid)), fd_targets(pid)
+    assert list(beats.iterdir()) == []  # unlinked: nothing to clean up
+
+
+def _nobody_ids() -> tuple[int, int]:
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+    try:
+        return pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    except KeyError:
+        pytest.skip("no nobody/nogroup on this system")
+
+
+def _world_readable(path: str) -> bool:
+    """Can any user (``nobody``) reach and read ``path``? (root-owned trees: the 'other' bits)."""
+    current = os.path.abspath(path)
+    if not os.stat(current).st_mode & stat.S_IROTH:
+        return False
+    while current != os.path.dirname(current):
+        current = os.path.dirname(current)
+        if not os.stat(current).st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _gevent_readable_by_anyone() -> bool:
+    spec = importlib.util.find_spec("gevent")
+    assert spec is not None and spec.origin
+    return _world_readable(os.path.dirname(spec.origin))
+
+
+def test_user_and_group_apply_to_workers_not_the_master(master):
+    nobody, nogroup = _nobody_ids()
+    if not _gevent_readable_by_anyone():
+        pytest.skip("gevent is installed where 'nobody' cannot read it (see the next test)")
+    server = master("mapp:app", "-w", "1", "--user", "nobody", "--group", "nogroup")
+    (worker,) = server.wait_workers(lambda pids: len(pids) == 1)
+    assert proc_ids(worker) == (nobody, nogroup)
+    assert proc_ids(server.pid) == (0, 0)
+    assert server.get("/") == (200, str(worker).encode())
+    # New workers drop privileges too.
+    server.send_signal(signal.SIGTTIN)
+    workers = server.wait_workers(lambda pids: len(pids) == 2)
+    assert all(proc_ids(pid) == (nobody, nogroup) for pid in workers)
+
+
+def test_user_who_cannot_import_gevent_stops_the_master_not_a_crash_loop(master):
+    """A worker that drops to ``--user`` and then cannot import gevent can never start.
+
+    Like an application that fails to import, that is a boot failure: the
+    master should stop with one clear line (exit code 3), not respawn forever.
+    Runs only where the interpreter's packages are unreadable by ``nobody``
+    (e.g. a Python installed under /root).
+    """
+    _nobody_ids()
+    if _gevent_readable_by_anyone():
+        pytest.skip("'nobody' can import gevent here")
+    server = master("mapp:app", "-w", "1", "--user", "nobody", "--group", "nogroup", ready=None)
+    try:
+        code = server.wait(8)
+    except subprocess.TimeoutExpired:
+        code = None
+    assert code == 3, (
+        f"master still running after 8 s ({server.count('Booting worker')} workers booted):\n{server.log}"
+    )
+    assert server.count(r"Booting worker") == 1, server.log
+
+
+def test_usr1_reopens_the_error_log(master, tmp_path):
+    logfile = tmp_path / "error.log"
+    rotated = tmp_path / "error.log.1"
+    server = master("mapp:app", "-w", "1", "--error-logfile", str(logfile), ready=None)
+    assert wait_until(lambda: logfile.exists() and "Ready: " in logfile.read_text(), 15), server.log
+    port = int(re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", logfile.read_text()).group(1))
+    address = ("127.0.0.1", port)
+    (worker,) = server.wait_workers(lambda pids: len(pids) == 1)
+
+    logfile.rename(rotated)
+    server.send_signal(signal.SIGUSR1)
+    assert wait_until(lambda: "SIGUSR1: reopening log files" in rotated.read_text(), 5)
+    assert wait_until(logfile.exists, 5), "the master did not reopen its log file"
+
+    # The worker reopens too (the master forwards USR1): its lines go to the new file.
+    def worker_logs_to_new_file() -> bool:
+        http_get(address, "/log?marker=after-rotation")
+        return "app says after-rotation" in logfile.read_text()
+
+    assert wait_until(worker_logs_to_new_file, 5, 0.2), (rotated.read_text(), logfile.read_text())
+    server.send_signal(signal.SIGTTIN)
+    assert wait_until(lambda: "SIGTTIN: 2 workers" in logfile.read_text(), 5)
+    new_lines = logfile.read_text()
+    assert f"[{worker}] [WARNING] app says after-rotation" in new_lines
+    assert "SIGTTIN" not in rotated.read_text()
+
+
+def test_usr1_while_a_worker_boots_does_not_kill_it(master):
+    """logrotate's USR1 can arrive while a worker is still importing the application."""
+    server = master("slow_import:app", "-w", "1", ready=r"Booting worker", env={"IMPORT_DELAY": "2"})
+    (worker,) = server.wait_workers(lambda pids: len(pids) == 1)
+    time.sleep(0.5)  # forked, importing the app: its own USR1 handler is not installed yet
+    server.send_signal(signal.SIGUSR1)
+    server.wait_for(r"\] Ready: ", timeout=10)
+    assert server.count(r"killed by SIGUSR1") == 0, server.log
+    assert server.workers() == [worker], server.log
+    assert server.get("/") == (200, str(worker).encode())
+
+
+def test_reuse_port_workers_each_listen(master):
+    server = master("mapp:app", "-w", "2", "--reuse-port")
+    workers = server.wait_workers(lambda pids: len(pids) == 2)
+    seen = set()
+    for _ in range(60):
+        status, body = server.get("/")
+        assert status == 200
+        seen.add(int(body))
+        if seen == set(workers):
+            break
+    assert seen == set(workers)
