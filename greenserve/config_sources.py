@@ -17,10 +17,10 @@ import os
 import runpy
 import tomllib
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from greenserve.config import SETTINGS, Config, from_environ, from_mapping, suggest
+from greenserve.config import SETTINGS, Config, env_name, from_environ, from_mapping, suggest
 from greenserve.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "greenserve.conf.py"
@@ -66,14 +66,13 @@ def read_pyproject(path: str) -> dict[str, Any]:
     return values
 
 
-def resolve(
-    argv_values: Mapping[str, Any],
+def file_and_environment_settings(
     *,
     config_path: str | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: str | None = None,
-) -> tuple[Config, list[str]]:
-    """Merge every source into one validated Config; also returns the files read."""
+) -> tuple[dict[str, Any], list[str]]:
+    """The settings given by files and the environment (validated), and the files read."""
     environ = os.environ if environ is None else environ
     cwd = cwd or os.getcwd()
     files: list[str] = []
@@ -94,17 +93,34 @@ def resolve(
         files.append(path)
         merged.update(_validated(read_python_config(path), path))
 
-    merged.update(_validated(from_environ(environ), "environment"))
-    merged.update(_validated(dict(argv_values), "command line"))
+    merged.update(_validated(from_environ(environ), "environment", label=env_name))
+    return merged, files
+
+
+def resolve(
+    argv_values: Mapping[str, Any],
+    *,
+    config_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> tuple[Config, list[str]]:
+    """Merge every source into one validated Config; also returns the files read."""
+    merged, files = file_and_environment_settings(config_path=config_path, environ=environ, cwd=cwd)
+    merged.update(_validated(dict(argv_values), "command line", label=_flag))
     return from_mapping(merged, "configuration"), files
 
 
-def _validated(values: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Parse each value now, so errors name the source that gave them."""
+def _flag(name: str) -> str:
+    meta = SETTINGS[name]
+    return meta.flags[-1] if meta.flags else (meta.metavar or name)
+
+
+def _validated(values: Mapping[str, Any], source: str, label: Callable[[str], str] = str) -> dict[str, Any]:
+    """Parse each value now, so errors name the source (and the flag or variable) that gave them."""
     out: dict[str, Any] = {}
     for name, raw in values.items():
         try:
             out[name] = SETTINGS[name].parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"{source}: {name}: {exc}") from None
+            raise ConfigError(f"{source}: {label(name)}: {exc}") from None
     return out

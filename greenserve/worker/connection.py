@@ -394,6 +394,7 @@ class Connection:
             response.run(server.app, environ)
         if server.post_request:
             hooks.notify(hooks.PostRequest(server.worker, environ, response.status))
+        del environ["greenserve.connection"]  # an environ the app keeps must not keep the socket
         if response.upgraded:
             if access_log is not None:
                 access_log.log(environ, response, perf_counter() - started)

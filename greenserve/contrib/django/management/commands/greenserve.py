@@ -21,9 +21,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from greenserve.cli import add_setting_arguments, to_argv
 from greenserve.config import SETTINGS
+from greenserve.config_sources import file_and_environment_settings
 
 _ADDRPORT = re.compile(r"^(?:(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]]+):)?(?P<port>\d+)$")
-DEFAULT_PORT = "8000"
 
 
 def parse_addrport(addrport: str) -> str:
@@ -70,18 +70,22 @@ class Command(BaseCommand):
     def greenserve_argv(self, options: dict[str, Any]) -> list[str]:
         values = {name: options[name] for name in SETTINGS if options.get(name) is not None}
         values.pop("pythonpath", None)  # Django's own --pythonpath, handled below
+        # What greenserve.conf.py, pyproject.toml or GREENSERVE_* already say
+        # wins over this command's runserver-like defaults (not over its options).
+        configured, _ = file_and_environment_settings(config_path=options.get("config"))
         if options.get("addrport"):
             if "bind" in values:
                 raise CommandError("give either addrport or --bind, not both")
             values["bind"] = [parse_addrport(options["addrport"])]
-        elif "bind" not in values:
-            values["bind"] = [f"127.0.0.1:{DEFAULT_PORT}"]
         if options.get("pythonpath"):
             values["pythonpath"] = [options["pythonpath"]]
-        if "reload" not in values and settings.DEBUG and options.get("use_reloader", True):
-            values["reload"] = True
-        if "proc_name" not in values:
-            values["proc_name"] = getattr(settings, "WSGI_APPLICATION", None) or "django"
+        defaults = {
+            "reload": settings.DEBUG and options.get("use_reloader", True),
+            "proc_name": getattr(settings, "WSGI_APPLICATION", None) or "django",
+        }
+        for name, value in defaults.items():
+            if name not in values and name not in configured and value:
+                values[name] = value
         static = bool(options.get("use_static_handler", True))
         entry = "asgi" if options.get("asgi") else "wsgi"
         values["app"] = f"greenserve.contrib.django.entry:{entry}(static={static})"
