@@ -137,13 +137,18 @@ def build_scope(environ: dict[str, Any], kind: str, state: dict[str, Any]) -> di
         server = (environ["SERVER_NAME"], int(environ["SERVER_PORT"]))
     except (KeyError, ValueError):
         client = server = None
+    # ASGI's path includes root_path (unlike WSGI's PATH_INFO).
+    path = environ.get("SCRIPT_NAME", "") + environ["PATH_INFO"]
     scope: dict[str, Any] = {
         "type": kind,
         "asgi": ASGI_VERSION,
         "http_version": environ["SERVER_PROTOCOL"][5:],
         "method": environ["REQUEST_METHOD"],
         "scheme": scheme,
-        "path": environ["PATH_INFO"].encode("latin-1").decode("utf-8", "replace"),
+        # ASGI's path includes root_path (unlike WSGI's PATH_INFO).
+        "path": (environ.get("SCRIPT_NAME", "") + environ["PATH_INFO"])
+        .encode("latin-1")
+        .decode("utf-8", "replace"),
         "raw_path": raw_path,
         "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
         "root_path": environ.get("SCRIPT_NAME", ""),
@@ -154,6 +159,7 @@ def build_scope(environ: dict[str, Any], kind: str, state: dict[str, Any]) -> di
     }
     if kind == "websocket":
         del scope["method"]
+        scope["extensions"] = {"websocket.http.response": {}}
     return scope
 
 
@@ -202,6 +208,10 @@ class HTTPExchange:
     def _deliver(self, kind: int, payload: Any, future: asyncio.Future | None) -> None:
         """In the hub: queue the message and wake the greenlet."""
         if self._closed:
+            # After the response: messages are ignored, but an error is still an error.
+            if kind == _DONE and payload is not None and not isinstance(payload, ClientDisconnected):
+                request = f"{self.environ.get('REQUEST_METHOD')} {self.environ.get('RAW_URI')}"
+                log.error("ASGI application error after its response (%s)", request, exc_info=payload)
             if future is not None:
                 answer = {"type": "http.disconnect"} if kind == _NEED_BODY else None
                 self.loop_thread.to_loop(_resolve, future, answer)
@@ -264,6 +274,7 @@ class HTTPExchange:
         event = self._event
         to_loop = self.loop_thread.to_loop
         started = None
+        writing: asyncio.Future | None = None  # the send() waiting for its chunk to be written
         try:
             while True:
                 while not inbox:
@@ -281,11 +292,15 @@ class HTTPExchange:
                     if not more:
                         self._response_done = True
                     if data:
+                        writing = future
                         yield data  # greenserve writes it before asking for more
+                        writing = None
                     if future is not None:
                         to_loop(_resolve, future, None)
                     if not more:
-                        self._finish_receive()
+                        # The response is complete: the connection moves on while the
+                        # task may go on (Starlette's background tasks run after this).
+                        return
                 elif kind == _START:
                     if started is not None:
                         raise ResponseError("ASGI: http.response.start sent twice")
@@ -301,6 +316,8 @@ class HTTPExchange:
             self._closed = True
             if not self._response_done:
                 self._disconnected = True
+            if writing is not None:  # the client went away during this write
+                to_loop(_fail, writing, ClientDisconnected("the client went away"))
             self._stop_watching()
             for kind, _payload, future in inbox:
                 if future is not None:
