@@ -145,10 +145,7 @@ def build_scope(environ: dict[str, Any], kind: str, state: dict[str, Any]) -> di
         "http_version": environ["SERVER_PROTOCOL"][5:],
         "method": environ["REQUEST_METHOD"],
         "scheme": scheme,
-        # ASGI's path includes root_path (unlike WSGI's PATH_INFO).
-        "path": (environ.get("SCRIPT_NAME", "") + environ["PATH_INFO"])
-        .encode("latin-1")
-        .decode("utf-8", "replace"),
+        "path": path.encode("latin-1").decode("utf-8", "replace"),
         "raw_path": raw_path,
         "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
         "root_path": environ.get("SCRIPT_NAME", ""),
