@@ -47,7 +47,10 @@ _DONE = 4
 
 
 def _resolve(future: asyncio.Future, value: Any) -> None:
-    """In the loop thread: complete a future unless the app already cancelled it."""
+    """In the loop thread: complete a future unless the app already cancelled it.
+
+    (Shared with the WebSocket session.)
+    """
     if not future.done():
         future.set_result(value)
 

@@ -37,7 +37,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from greenserve.asgi.bridge import ASGIBridge, build_scope
+from greenserve.asgi.bridge import ASGIBridge, _fail, _resolve, build_scope
 from greenserve.errors import ClientDisconnected
 from greenserve.protocol.response import status_text
 
@@ -47,16 +47,6 @@ _QUEUE_LIMIT = 16  # messages waiting for the application before reading pauses
 _RECV = 64 * 1024
 
 _NEED, _ACCEPT, _SEND, _CLOSE, _DENY_START, _DENY_BODY, _DONE = range(7)
-
-
-def _resolve(future: asyncio.Future, value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _reject(future: asyncio.Future, exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
 
 
 def serve_websocket(bridge: ASGIBridge, environ: dict[str, Any], start_response: Callable) -> Any:
@@ -189,13 +179,13 @@ class WebSocketSession:
                 if error is None:
                     to_loop(_resolve, future, None)
                 else:
-                    to_loop(_reject, future, error)
+                    to_loop(_fail, future, error)
             elif kind == _ACCEPT:
                 error = self._accept(payload)
                 if error is None:
                     to_loop(_resolve, future, None)
                 else:
-                    to_loop(_reject, future, error)
+                    to_loop(_fail, future, error)
             elif kind == _CLOSE:
                 to_loop(_resolve, future, None)
                 if not self.accepted:
