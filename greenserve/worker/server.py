@@ -222,13 +222,6 @@ class WorkerServer:
         spawn = self.spawn
         tls = self.ssl_context
         while not self.stopping:
-            if len(connections) >= self.max_connections and not self._make_room():
-                # Woken when a connection ends or one goes idle (then closed to make room).
-                self._room.clear()
-                self.room_wanted = True
-                self._room.wait()
-                self.room_wanted = False
-                continue
             try:
                 client, address = gsock.accept()
             except OSError as exc:
@@ -241,6 +234,9 @@ class WorkerServer:
                     gevent.sleep(0.5)
                     continue
                 raise
+            if len(connections) >= self.max_connections and not self._make_room():
+                client.close()  # stopping
+                return
             if tcp:
                 try:
                     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -273,20 +269,31 @@ class WorkerServer:
         return conn
 
     def _make_room(self) -> bool:
-        """Close idle keep-alive connections (a tenth of the pool, at least one)."""
-        wanted = max(1, self.max_connections // 10)
-        closed = 0
-        for conn in list(self.connections):
-            if conn.idle:
-                conn.idle = False
-                conn.close_idle()
-                closed += 1
-                if closed >= wanted:
-                    break
-        if closed:
-            log.debug("connection pool full: closed %d idle keep-alive connections", closed)
-            gevent.sleep(0)  # let them finish so their slots free up
-        return len(self.connections) < self.max_connections
+        """A new client is waiting and the pool is full: free one slot for it.
+
+        The keep-alive connection idle the longest is closed (a client may
+        reconnect at no cost); with none idle, wait until a connection ends or
+        goes idle. Nothing is closed while no client is waiting. ``False``
+        when the server stops meanwhile.
+        """
+        room = self._room
+        while len(self.connections) >= self.max_connections:
+            if self.stopping:
+                return False
+            room.clear()
+            oldest = None
+            for conn in self.connections:
+                if conn.idle and (oldest is None or conn.idle_since < oldest.idle_since):
+                    oldest = conn
+            if oldest is not None:
+                oldest.idle = False
+                oldest.close_idle()  # its slot frees when it ends: connection_done sets room
+                log.debug("connection pool full: closed the longest idle keep-alive connection")
+            else:
+                self.room_wanted = True  # woken by connection_done or wake_acceptors
+            room.wait()
+            self.room_wanted = False
+        return True
 
     def wake_acceptors(self) -> None:
         self._room.set()
