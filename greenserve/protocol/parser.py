@@ -35,6 +35,7 @@ from greenserve.protocol.events import END, Limits, Request
 from greenserve.protocol.rules import check_raw_head
 
 _HEAD, _LENGTH, _CHUNKED, _PAUSED, _DEAD = range(5)
+_LINE_ENDS = (13, 10)
 
 
 class HeadParser(Protocol):
@@ -82,6 +83,28 @@ class RequestParser:
 
     def feed(self, data: bytes) -> None:
         state = self._state
+        # The common case, by far: exactly one whole head, nothing pending.
+        # Anything unusual (empty lines first, a body, a big head) takes the general path.
+        if (
+            state == _HEAD
+            and not self._buf
+            and data.find(b"\r\n\r\n") == len(data) - 4 >= 0
+            and data[0] not in _LINE_ENDS
+            and len(data) <= self.limits.head_size
+        ):
+            try:
+                request = self._head_parser.parse(data)
+            except ProtocolError as error:
+                self._fail(error)
+                return
+            if not request.chunked and not request.content_length:
+                self.events.append(request)
+                self.events.append(END)
+                if request.upgrade is not None:
+                    self._state = _PAUSED
+                return
+            self._start_body(request)
+            return
         if state == _DEAD:
             return
         buf = self._buf
@@ -185,16 +208,10 @@ class RequestParser:
                     raise ProtocolError(431, "request head too large")
                 request = self._head_parser.parse(data[pos:end] if pos or end < size else data)
                 pos = end
-                events.append(request)
-                if request.chunked:
-                    self._request = request
-                    self._chunked = ChunkedDecoder(self.limits)
-                    self._state = _CHUNKED
-                elif request.content_length:
-                    self._request = request
-                    self._remaining = request.content_length
-                    self._state = _LENGTH
+                if request.chunked or request.content_length:
+                    self._start_body(request)
                 else:
+                    events.append(request)
                     events.append(END)
                     if request.upgrade is not None:
                         self._state = _PAUSED
@@ -219,6 +236,17 @@ class RequestParser:
                 if len(self._buf) > self.limits.head_size:
                     raise ProtocolError(400, "data after an upgrade request")
                 return
+
+    def _start_body(self, request: Request) -> None:
+        """After a head announcing a body (a head with a body is never the last event)."""
+        self.events.append(request)
+        self._request = request
+        if request.chunked:
+            self._chunked = ChunkedDecoder(self.limits)
+            self._state = _CHUNKED
+        else:
+            self._remaining = request.content_length or 0
+            self._state = _LENGTH
 
     def _end_body(self) -> None:
         self.events.append(END)
