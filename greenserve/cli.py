@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=_Formatter,
+        allow_abbrev=False,  # --keep must not quietly mean --keep-alive
     )
     add_setting_arguments(parser)
 
@@ -195,7 +196,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     if not config.single_process and not compat.CAN_FORK:
         print("greenserve: no fork() on this platform: serving from a single process", file=sys.stderr)
-        config = config.replace(single_process=True)
+        config = config.replace(single_process=True, workers=1)
     if config.single_process:
         from greenserve import single
 

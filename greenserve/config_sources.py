@@ -24,20 +24,28 @@ from greenserve.config import SETTINGS, Config, env_name, from_environ, from_map
 from greenserve.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "greenserve.conf.py"
+#: The module name a configuration file runs as.
+CONFIG_MODULE = "__greenserve_config__"
 
 
 def read_python_config(path: str) -> dict[str, Any]:
     """Settings from a Python file: its public, non-module globals."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
+    from greenserve import hooks
+
     try:
-        namespace = runpy.run_path(path, run_name="__greenserve_config__")
+        # Subscriptions the file makes replace those it made last time (HUP reruns it).
+        with hooks.loading_config_file():
+            namespace = runpy.run_path(path, run_name=CONFIG_MODULE)
     except Exception as exc:  # noqa: BLE001 - any error in user code is reported in one line
         raise ConfigError(f"config file {path!r} failed: {type(exc).__name__}: {exc}") from None
     values: dict[str, Any] = {}
     for name, value in namespace.items():
         if name.startswith("_") or isinstance(value, types.ModuleType):
             continue
+        if getattr(value, "__module__", CONFIG_MODULE) != CONFIG_MODULE and name not in SETTINGS:
+            continue  # imported, not defined here: `from x import y` is not a setting
         if name not in SETTINGS:
             raise ConfigError(
                 f"{path}: unknown setting {name!r}{suggest(name)} "

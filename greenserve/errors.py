@@ -78,3 +78,12 @@ class RequestBodyError(OSError):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class RequestTimeout(BaseException):
+    """``--request-timeout`` expired: raised into the request's greenlet.
+
+    A BaseException, like gevent's Timeout, so an application's
+    ``except Exception`` does not swallow the cancellation. The ASGI bridge
+    cancels the application's task when it sees one.
+    """

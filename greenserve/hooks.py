@@ -12,8 +12,9 @@ Per-request events cost nothing unless somebody asked for them:
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import zope.event
@@ -155,21 +156,42 @@ class _Subscriber:
         return f"<hook {self.source} for {self.interface.__name__}>"
 
 
+_CONFIG_FILE = "config-file"
+_loading_config = False
+
+
 def subscribe(interface: InterfaceClass, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Call ``handler(event)`` for every event providing ``interface``."""
-    subscriber = _Subscriber(interface, handler, lambda fn, e: fn(e), getattr(handler, "__name__", "?"))
+    source = _CONFIG_FILE if _loading_config else getattr(handler, "__name__", "?")
+    subscriber = _Subscriber(interface, handler, lambda fn, e: fn(e), source)
     zope.event.subscribers.append(subscriber)
     _wanted.add(interface)
     return subscriber
 
 
-def install(config: Any) -> None:
-    """Subscribe the hook functions of a configuration (replacing earlier ones)."""
+@contextlib.contextmanager
+def loading_config_file() -> Iterator[None]:
+    """While a configuration file runs: its subscribe() calls replace the previous run's."""
+    global _loading_config
+    _remove(_CONFIG_FILE)
+    _loading_config = True
+    try:
+        yield
+    finally:
+        _loading_config = False
+
+
+def _remove(source: str) -> None:
     zope.event.subscribers[:] = [
-        s for s in zope.event.subscribers if not (isinstance(s, _Subscriber) and s.source == "config")
+        s for s in zope.event.subscribers if not (isinstance(s, _Subscriber) and s.source == source)
     ]
     _wanted.clear()
     _wanted.update(s.interface for s in zope.event.subscribers if isinstance(s, _Subscriber))
+
+
+def install(config: Any) -> None:
+    """Subscribe the hook functions of a configuration (replacing earlier ones)."""
+    _remove("config")
     for name, (interface, call) in HOOK_EVENTS.items():
         function = getattr(config, name, None)
         if function is not None:

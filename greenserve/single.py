@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from greenserve import __version__, hooks, logs, pidfile
+from greenserve import __version__, compat, hooks, logs, pidfile
 from greenserve.config import Config
 from greenserve.errors import BootError
 from greenserve.sockets import close_listeners, create_listeners
@@ -33,9 +33,22 @@ def run(config: Config) -> int:
     scheme = "https" if config.tls else "http"
     for listener in listeners:
         log.info("Listening at: %s (%d)", listener.url("http" if listener.is_unix else scheme), os.getpid())
+    for setting, value in (
+        ("--workers", config.workers > 1),
+        ("--reload", config.reload),
+        ("--preload", config.preload),
+    ):
+        if value:
+            log.warning("%s does not apply to single-process mode (no master): ignored", setting)
     try:
         if config.pidfile:
             pidfile.write(config.pidfile)
+        if config.user or config.group:
+            if not compat.POSIX:
+                raise BootError("--user/--group are not available on this platform")
+            from greenserve.master.process import drop_privileges, resolve_ids
+
+            drop_privileges(*resolve_ids(config.user, config.group))  # after binding: low ports work
         from greenserve.worker import boot
 
         return boot.run(config, listeners, multiprocess=False)

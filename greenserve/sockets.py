@@ -168,7 +168,7 @@ def _tcp_listener(spec: BindSpec, backlog: int, reuse_port: bool, listen: bool =
             sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        hint = " (already in use?)" if exc.errno == errno.EADDRINUSE else ""
+        hint = " (another server is listening there)" if exc.errno == errno.EADDRINUSE else ""
         raise BootError(f"bind {spec.display}: {exc.strerror or exc}{hint}") from None
     return _describe(sock)
 

@@ -31,7 +31,7 @@ import gevent
 from gevent.event import Event
 
 from greenserve.asgi.loop_thread import LoopThread, get_loop_thread
-from greenserve.errors import ClientDisconnected
+from greenserve.errors import ClientDisconnected, RequestTimeout
 from greenserve.protocol.response import ResponseError, status_text
 
 log = logging.getLogger("greenserve.error")
@@ -94,6 +94,13 @@ class ASGIBridge:
         self.ws_max_size = ws_max_size
         self.ws_ping_interval = ws_ping_interval
         self.ws_ping_timeout = ws_ping_timeout
+        #: Open WebSocket sessions (greenserve.asgi.websocket.WebSocketSession).
+        self.websockets: set[Any] = set()
+
+    def close_websockets(self, code: int = 1001) -> None:
+        """Graceful stop: close every open WebSocket with ``code`` (1001: going away)."""
+        for session in list(self.websockets):
+            session.server_closing(code)
 
     @property
     def loop_thread(self) -> LoopThread:
@@ -175,6 +182,7 @@ class HTTPExchange:
         "_inbox",
         "_pending_receive",
         "_response_done",
+        "_task",
         "_watcher",
         "bridge",
         "environ",
@@ -198,6 +206,7 @@ class HTTPExchange:
         self._response_done = False
         self._pending_receive: asyncio.Future | None = None
         self._watcher: Any = None
+        self._task: asyncio.Task | None = None  # set in the loop thread
 
     # -- loop thread side (the app's receive and send) ---------------------------------
 
@@ -210,8 +219,9 @@ class HTTPExchange:
         if self._closed:
             # After the response: messages are ignored, but an error is still an error.
             if kind == _DONE and payload is not None and not isinstance(payload, ClientDisconnected):
-                request = f"{self.environ.get('REQUEST_METHOD')} {self.environ.get('RAW_URI')}"
-                log.error("ASGI application error after its response (%s)", request, exc_info=payload)
+                log.error(
+                    "ASGI application error after its response (%s)", self._describe(), exc_info=payload
+                )
             if future is not None:
                 answer = {"type": "http.disconnect"} if kind == _NEED_BODY else None
                 self.loop_thread.to_loop(_resolve, future, answer)
@@ -250,6 +260,13 @@ class HTTPExchange:
         """In the loop thread: run the application for this request."""
         task = asyncio.get_running_loop().create_task(self.bridge.app(scope, self._receive, self._send))
         task.add_done_callback(self._task_done)
+        self._task = task
+
+    def _cancel_task(self) -> None:
+        """In the loop thread: --request-timeout gave up on this request."""
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
 
     def _task_done(self, task: asyncio.Task) -> None:
         error = None if task.cancelled() else task.exception()
@@ -310,6 +327,9 @@ class HTTPExchange:
                 else:  # _DONE
                     self._app_done(payload, started)
                     return
+        except RequestTimeout:
+            to_loop(self._cancel_task)
+            raise
         finally:
             # Whether the app finished or the client left: answer anything still
             # waiting, and make later messages fail fast instead of hanging.
@@ -319,9 +339,11 @@ class HTTPExchange:
             if writing is not None:  # the client went away during this write
                 to_loop(_fail, writing, ClientDisconnected("the client went away"))
             self._stop_watching()
-            for kind, _payload, future in inbox:
+            for kind, payload, future in inbox:
                 if future is not None:
                     to_loop(_resolve, future, {"type": "http.disconnect"} if kind == _NEED_BODY else None)
+                elif kind == _DONE and payload is not None and not isinstance(payload, ClientDisconnected):
+                    log.error("ASGI application error (%s)", self._describe(), exc_info=payload)
             inbox.clear()
             self._finish_receive()
 
@@ -383,10 +405,12 @@ class HTTPExchange:
             self._pending_receive = None
             self.loop_thread.to_loop(_resolve, future, {"type": "http.disconnect"})
 
+    def _describe(self) -> str:
+        return f"{self.environ.get('REQUEST_METHOD')} {self.environ.get('RAW_URI')}"
+
     def _app_done(self, error: BaseException | None, started: tuple[dict, bool] | None) -> None:
-        request = f"{self.environ.get('REQUEST_METHOD')} {self.environ.get('RAW_URI')}"
         if error is not None and not isinstance(error, ClientDisconnected):
-            log.error("ASGI application error (%s)", request, exc_info=error)
+            log.error("ASGI application error (%s)", self._describe(), exc_info=error)
         if self._response_done:
             return
         if started is None or not started[1]:

@@ -146,9 +146,11 @@ class WebSocketSession:
         scope = build_scope(self.environ, "websocket", self.bridge.state)
         scope["subprotocols"] = list(event.subprotocols)
         self.loop_thread.to_loop(self._start_task, scope)
+        self.bridge.websockets.add(self)
         try:
             return self._serve()
         finally:
+            self.bridge.websockets.discard(self)
             self.finished = True
             for greenlet in self.greenlets:
                 greenlet.kill(block=False)
@@ -362,6 +364,12 @@ class WebSocketSession:
                 self._close(1011, "ping timeout")
                 self._gone(1011)
                 return
+
+    def server_closing(self, code: int) -> None:
+        """The worker is stopping: send a close frame and tell the application."""
+        if self.accepted and not self.closed:
+            self._close(code, "server shutting down")
+            self._gone(code)
 
     def _answer_leftovers(self) -> None:
         to_loop = self.loop_thread.to_loop

@@ -128,6 +128,7 @@ class Arbiter:
         self._reloader: Any = None
         self._last_reload_check = 0.0
         self._unlink_sockets = True
+        self._parent_master = 0
 
     # -- startup -------------------------------------------------------------------
 
@@ -184,6 +185,9 @@ class Arbiter:
         inherited = os.environ.pop(INHERITED_FDS_ENV, "")
         fds = [int(fd) for fd in inherited.split(",") if fd.strip().isdigit()]
         if fds:
+            # While the master that started us (USR2) lives, the socket files are
+            # its too: if this upgrade fails or is rolled back, it keeps serving.
+            self._parent_master = os.getppid()
             log.info("Inherited %d listening socket(s) from the previous master", len(fds))
             return [adopt_fd(fd, config.backlog, owned=True) for fd in fds]
         activated = systemd.listen_fds()
@@ -441,6 +445,9 @@ class Arbiter:
         if self.stopping:
             log.info("Worker %d exited (%s)", worker.pid, how)
             return
+        if code == 0:  # stopped by a signal sent to it directly: replaced, not a crash
+            log.info("Worker %d exited on its own (%s); starting a new one", worker.pid, how)
+            return
         log.error("Worker %d died unexpectedly (%s); starting a new one", worker.pid, how)
         if time.monotonic() - worker.spawned_at < CRASH_WINDOW:
             self._crashes += 1
@@ -564,7 +571,10 @@ class Arbiter:
                 self.ready_announced = True
                 log.info("Ready: %d worker(s) serving %s", len(ready), self.config.app)
                 systemd.notify(f"READY=1\nSTATUS=serving with {len(ready)} workers\nMAINPID={self.pid}")
-                hooks.notify(hooks.WhenReady(self))
+                try:
+                    hooks.notify(hooks.WhenReady(self))
+                except Exception:
+                    log.exception("when_ready hook failed")
 
     # -- reload and re-exec ------------------------------------------------------------
 
@@ -578,7 +588,7 @@ class Arbiter:
                 return
             self._previous_config = self.config
             if config.bind != self.config.bind:
-                log.warning("reload: bind changed; restart the master (or use USR2) to rebind")
+                log.warning("reload: bind changed; the new addresses need a restart of the master")
                 config = config.replace(bind=self.config.bind)
             self.config = config
             logs.setup(config)
@@ -636,7 +646,12 @@ class Arbiter:
                 pid, _ = _waitpid(-1, 0)
                 if pid in self.workers:
                     self.workers.pop(pid).link.close()
-        close_listeners(self.listeners, unlink=self._unlink_sockets and not self._new_master_alive())
+        unlink = (
+            self._unlink_sockets
+            and not self._new_master_alive()
+            and not (self._parent_master and pidfile.is_alive(self._parent_master))
+        )
+        close_listeners(self.listeners, unlink=unlink)
         path = self.config.pidfile
         if path:
             pidfile.remove(path)

@@ -126,6 +126,11 @@ class _Controller:
         import gevent
 
         if self.draining:
+            if self.link is not None and signum == signal.SIGTERM:
+                # systemd (KillMode=control-group), dumb-init and `kill -TERM -PGID`
+                # signal the master and every worker: that is one stop, not two.
+                log.debug("Worker %d: SIGTERM again: already draining", os.getpid())
+                return
             self.quick(signum)
             return
         self.draining = True
@@ -138,6 +143,9 @@ class _Controller:
             self.config.graceful_timeout,
             busy,
         )
+        close_websockets = getattr(self.server.app, "close_websockets", None)
+        if close_websockets is not None:
+            gevent.spawn(close_websockets)  # an ASGI app: WebSockets get 1001, not a cut
         gevent.spawn(self.server.shutdown, self.config.graceful_timeout)
 
     def quick(self, signum: int | None = None) -> None:
@@ -196,21 +204,26 @@ class _Controller:
         link = self.link
         assert link is not None
         interval = max(0.05, min(1.0, self.config.timeout / 4)) if self.config.timeout else 1.0
-        retire_sent = False
         while True:
             link.beat()
             if self.master_pid and os.getppid() != self.master_pid and not self.draining:
                 log.warning("Worker %d: the master went away; shutting down", os.getpid())
                 self.graceful(None)
-            if self.max_requests and not retire_sent and self.server.requests >= self.max_requests:
-                retire_sent = True
-                log.info(
-                    "Worker %d served %d requests (--max-requests): asking for a replacement",
-                    os.getpid(),
-                    self.server.requests,
-                )
-                link.send(MSG_RETIRE)
             gevent.sleep(interval)
+
+    def retire(self) -> None:
+        """--max-requests reached (called by the server, once): ask for a replacement.
+
+        The worker serves on until the replacement is ready and the master
+        stops it, so capacity never drops.
+        """
+        log.info(
+            "Worker %d served %d requests (--max-requests): asking for a replacement",
+            os.getpid(),
+            self.server.requests,
+        )
+        if self.link is not None:
+            self.link.send(MSG_RETIRE)
 
 
 def format_stacks(frame: Any) -> str:
@@ -298,6 +311,10 @@ def run(
         controller = _Controller(server, config, link, worker, master_pid)
         controller.install()
         hooks.notify(hooks.PostWorkerInit(worker))
+        server.refresh_hooks()  # post_worker_init may have subscribed to per-request events
+        if controller.max_requests:
+            server.max_requests = controller.max_requests
+            server.on_max_requests = controller.retire
         server.start()
     except AppLoadError as exc:
         log.debug("application load traceback", exc_info=exc.__cause__ or exc)

@@ -24,7 +24,7 @@ from gevent import GreenletExit
 from gevent.socket import wait_write
 
 from greenserve import hooks
-from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyError
+from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyError, RequestTimeout
 from greenserve.protocol.environ import request_environ
 from greenserve.protocol.events import END, Request
 from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_headers
@@ -52,14 +52,6 @@ class ClientTimeout(TimeoutError):
 
 class _Park(BaseException):
     """Thrown into an idle connection's greenlet to end it without closing (see park)."""
-
-
-class RequestTimeout(BaseException):
-    """``--request-timeout`` expired: raised into the request's greenlet.
-
-    A BaseException, like gevent's Timeout, so an application's
-    ``except Exception`` does not swallow the cancellation.
-    """
 
 
 class Connection:
@@ -380,6 +372,8 @@ class Connection:
         access_log = server.access_log
         started = perf_counter() if access_log is not None else 0.0
         server.requests += 1
+        if server.requests == server.max_requests:
+            server.on_max_requests()
         if server.pre_request:
             hooks.notify(hooks.PreRequest(server.worker, environ))
         if server.request_timeout:

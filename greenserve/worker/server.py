@@ -121,9 +121,11 @@ class WorkerServer:
         #: The worker record from the master (None in single-process mode), for hooks.
         self.worker: Any = None
         self.request_timeout = config.request_timeout
-        #: Per-request hook events are built only when somebody subscribed to them.
-        self.pre_request = hooks.wants(IPreRequest)
-        self.post_request = hooks.wants(IPostRequest)
+        self.pre_request = self.post_request = False
+        self.refresh_hooks()
+        #: After this many requests, on_max_requests() is called once (0: never).
+        self.max_requests = 0
+        self.on_max_requests: Callable[[], None] = lambda: None
         self._room = Event()
         self._room.set()
         #: The accept loop waits for a free slot: a connection going idle should say so.
@@ -147,6 +149,11 @@ class WorkerServer:
         self._server_software = f"greenserve/{__version__}"
 
     # -- parsers and environ -------------------------------------------------------
+
+    def refresh_hooks(self) -> None:
+        """Per-request hook events are built only when somebody subscribed to them."""
+        self.pre_request = hooks.wants(IPreRequest)
+        self.post_request = hooks.wants(IPostRequest)
 
     def new_parser(self) -> RequestParser:
         return RequestParser(self._head_parser, self.limits)
@@ -222,6 +229,8 @@ class WorkerServer:
         spawn = self.spawn
         tls = self.ssl_context
         while not self.stopping:
+            if len(connections) >= self.max_connections and not self._client_waiting(gsock):
+                continue
             try:
                 client, address = gsock.accept()
             except OSError as exc:
@@ -267,6 +276,22 @@ class WorkerServer:
             except OSError:  # pragma: no cover - the peer is already gone
                 pass
         return conn
+
+    def _client_waiting(self, gsock: Any) -> bool:
+        """Pool full: wait for a client, and leave it to another worker that has room."""
+        from gevent.select import select
+        from gevent.socket import wait_read
+
+        try:
+            wait_read(gsock.fileno())
+        except OSError:  # the listener was closed: stopping
+            return False
+        gevent.sleep(0.005)  # a worker with room accepts within this
+        try:
+            readable, _, _ = select([gsock], [], [], 0)
+        except OSError:
+            return False
+        return bool(readable)
 
     def _make_room(self) -> bool:
         """A new client is waiting and the pool is full: free one slot for it.

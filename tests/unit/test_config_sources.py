@@ -64,9 +64,19 @@ def test_read_python_config_unknown_setting_suggests(tmp_path: Path) -> None:
     assert "prefix helper names with '_'" in message
 
 
-def test_read_python_config_public_helper_is_an_error(tmp_path: Path) -> None:
-    path = write(tmp_path / "conf.py", "from os.path import join\nbind = [join('unix:/tmp', 'x.sock')]\n")
-    with pytest.raises(ConfigError, match="unknown setting 'join'"):
+def test_read_python_config_imported_names_are_not_settings(tmp_path: Path) -> None:
+    # `from x import y` brings tools, not settings (e.g. greenserve.interfaces for hooks).
+    path = write(
+        tmp_path / "conf.py",
+        "from os.path import join\nfrom greenserve.interfaces import IPreRequest\n"
+        "bind = [join('unix:/tmp', 'x.sock')]\n",
+    )
+    assert read_python_config(path) == {"bind": ["unix:/tmp/x.sock"]}
+
+
+def test_read_python_config_public_helper_defined_here_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "conf.py", "def helper():\n    return 1\nworkers = helper()\n")
+    with pytest.raises(ConfigError, match="unknown setting 'helper'"):
         read_python_config(path)
 
 
