@@ -16,9 +16,7 @@ import gevent  # noqa: E402
 import httptools  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
 
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, world!"
-)
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, world!"
 
 
 class Proto:
@@ -55,6 +53,7 @@ def handle(sock, address):
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
     server = StreamServer(("127.0.0.1", port), handle, backlog=2048)
+    server.start()  # binds: with port 0, the real port is known only now
     print(f"Listening at: http://127.0.0.1:{server.address[1]}", flush=True)
     gevent.signal_handler(15, server.stop)
     server.serve_forever()
