@@ -22,8 +22,10 @@ from __future__ import annotations
 import re
 
 import httptools
+from zope.interface import implementer
 
 from greenserve.errors import ProtocolError
+from greenserve.interfaces import IHeadParser
 from greenserve.protocol.events import Limits, Request
 from greenserve.protocol.rules import check_raw_head, finish_head
 
@@ -57,6 +59,7 @@ def _translate(exc: Exception, head: bytes) -> ProtocolError:
     return ProtocolError(400, reason or "invalid request")
 
 
+@implementer(IHeadParser)
 class HttptoolsHeadParser:
     """See :class:`greenserve.protocol.parser.HeadParser`."""
 
