@@ -24,9 +24,13 @@ Scenarios:
   h11     greenserve --http h11 against gunicorn -k gevent on hello (measured inside
           the hello rounds; ``--only h11`` runs just those two)
   memory  5,000 idle keep-alive connections (one request each); worker RSS before/after
+  asgi-hello  the same hello as a raw ASGI 3 app (bench.asgi_apps:hello), 50 connections:
+          greenserve (--loop auto, and --loop uvloop) against uvicorn (httptools + uvloop)
+  asgi-sleep  an ASGI app that awaits asyncio.sleep(0.05), 1000 connections; ideal 20,000 req/s
+  (``--only asgi`` runs both ASGI scenarios, ``--only wsgi`` the others)
 
 Usage: python bench/run.py [--rounds N] [--duration S] [--only hello,sleep,greenserve,...]
-                           [--markdown PATH] [--json PATH]
+                           [--markdown PATH] [--json PATH] [--plot SVG]
 """
 
 from __future__ import annotations
@@ -73,9 +77,12 @@ def _tool(name: str) -> list[str]:
 
 
 def cmd_greenserve(app: str, port: int, opts: dict) -> list[str]:
-    cmd = [*_tool("greenserve"), "--no-access-log", "-b", f"127.0.0.1:{port}"]
+    # -w 1 is greenserve's default too, unless WEB_CONCURRENCY is set: explicit, like gunicorn's.
+    cmd = [*_tool("greenserve"), "--no-access-log", "-w", "1", "-b", f"127.0.0.1:{port}"]
     if opts.get("http"):
         cmd += ["--http", opts["http"]]
+    if opts.get("loop"):
+        cmd += ["--loop", opts["loop"]]
     if opts.get("keep_alive"):
         cmd += ["--keep-alive", str(opts["keep_alive"])]
     if opts.get("worker_connections"):
@@ -85,6 +92,29 @@ def cmd_greenserve(app: str, port: int, opts: dict) -> list[str]:
 
 def cmd_greenserve_h11(app: str, port: int, opts: dict) -> list[str]:
     return cmd_greenserve(app, port, {**opts, "http": "h11"})
+
+
+def cmd_greenserve_uvloop(app: str, port: int, opts: dict) -> list[str]:
+    return cmd_greenserve(app, port, {**opts, "loop": "uvloop"})
+
+
+def cmd_uvicorn(app: str, port: int, opts: dict) -> list[str]:
+    # One process: with --workers 1 uvicorn serves from the process it starts in.
+    cmd = [
+        *_tool("uvicorn"),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return [*cmd, *opts.get("extra", ()), app]
 
 
 def cmd_gunicorn(app: str, port: int, opts: dict) -> list[str]:
@@ -131,8 +161,12 @@ SERVERS = {
         ServerSpec("pywsgi", "gevent.pywsgi.WSGIServer", cmd_pywsgi),
         ServerSpec("waitress", "waitress-serve --threads=4", cmd_waitress),
         ServerSpec("floor", "floor: bare gevent+httptools", cmd_floor),
+        ServerSpec("greenserve-uvloop", "greenserve --loop uvloop", cmd_greenserve_uvloop),
+        ServerSpec("uvicorn", "uvicorn (httptools + uvloop, 1 worker)", cmd_uvicorn),
     )
 }
+#: Servers that take --server-args.
+TAKES_ARGS = ("greenserve", "greenserve-h11", "greenserve-uvloop", "gunicorn-gevent", "waitress", "uvicorn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +180,21 @@ class Scenario:
     #: Before measuring, check the server answers this many concurrent connections
     #: within this many seconds (None: no check).
     hold_check: float | None = None
+    #: Seconds the app waits per request: the ideal rate is connections / sleep.
+    sleep: float | None = None
+    #: Labels that differ from the server's usual one in this scenario.
+    labels: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def ideal(self) -> float | None:
+        return self.connections / self.sleep if self.sleep else None
+
+    def label(self, server: str) -> str:
+        return self.labels.get(server, SERVERS[server].label)
+
+
+ASGI_LABELS = {"greenserve": "greenserve --loop auto (asyncio)"}
+ASGI_SERVERS = ("greenserve", "greenserve-uvloop", "uvicorn")
 
 
 SCENARIOS = {
@@ -163,6 +212,7 @@ SCENARIOS = {
         1000,
         ("greenserve", "gunicorn-gevent", "pywsgi", "waitress"),
         hold_check=5.0,
+        sleep=SLEEP_SECONDS,
     ),
     "memory": Scenario(
         "memory",
@@ -172,8 +222,28 @@ SCENARIOS = {
         ("greenserve", "greenserve-h11", "gunicorn-gevent"),
         {"keep_alive": 60, "worker_connections": 6000},
     ),
+    "asgi-hello": Scenario(
+        "asgi-hello",
+        "ASGI hello world (raw ASGI 3 app), 13-byte body, 50 keep-alive connections",
+        "bench.asgi_apps:hello",
+        50,
+        ASGI_SERVERS,
+        labels=ASGI_LABELS,
+    ),
+    "asgi-sleep": Scenario(
+        "asgi-sleep",
+        "ASGI app awaiting asyncio.sleep(0.05), 1000 connections (ideal 20,000 req/s)",
+        "bench.asgi_apps:sleep50",
+        1000,
+        ASGI_SERVERS,
+        hold_check=5.0,
+        sleep=SLEEP_SECONDS,
+        labels=ASGI_LABELS,
+    ),
 }
 ALIASES = {"h11": ("hello", ("greenserve-h11", "gunicorn-gevent"))}
+#: Names for several scenarios at once.
+GROUPS = {"asgi": ("asgi-hello", "asgi-sleep"), "wsgi": ("hello", "sleep", "memory")}
 
 
 # --------------------------------------------------------------------------
@@ -764,46 +834,99 @@ def rps_of(results: dict, scen: str, server: str) -> float | None:
     return r.get("median_rps") if r and r.get("status") == "ok" else None
 
 
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """``server`` should reach ``factor`` x ``ref``'s req/s in ``scenario`` (``ref`` None: the ideal)."""
+
+    scenario: str
+    server: str
+    ref: str | None
+    factor: float
+    #: A variant measured against the same bar for information (its verdict is in parentheses).
+    informative: bool = False
+
+
+TARGETS = (
+    Target("hello", "greenserve", "gunicorn-gevent", 3.0),
+    Target("hello", "greenserve-h11", "gunicorn-gevent", 1.2),
+    Target("sleep", "greenserve", None, 0.85),
+    Target("asgi-hello", "greenserve", "uvicorn", 0.6),
+    Target("asgi-hello", "greenserve-uvloop", "uvicorn", 0.6, informative=True),
+    Target("asgi-sleep", "greenserve", "uvicorn", 0.85),
+    Target("asgi-sleep", "greenserve-uvloop", "uvicorn", 0.85, informative=True),
+)
+MEMORY_TARGET_KB = 10.0
+
+
+def target_for(scen: str, server: str, ref: str | None) -> Target | None:
+    for t in TARGETS:
+        if (t.scenario, t.server, t.ref) == (scen, server, ref):
+            return t
+    return None
+
+
 def ratio_rows(results: dict) -> list[tuple[str, str, str, str]]:
     """(what, value, target, verdict)."""
     rows = []
 
-    def ratio(label: str, scen: str, a: str, b: str, target: float | None = None) -> None:
-        x, y = rps_of(results, scen, a), rps_of(results, scen, b)
+    def ratio(label: str, scen: str, a: str, b: str, scen_b: str = "") -> None:
+        """a / b in one scenario (or a in ``scen`` / b in ``scen_b``), with its target from TARGETS."""
+        x, y = rps_of(results, scen, a), rps_of(results, scen_b or scen, b)
         if x is None or y is None:
             return
         v = round(x / y, 2)
-        rows.append(
-            (label, f"{v:.2f}x", f">= {target:g}x" if target else "", verdict(v >= target) if target else "")
-        )
+        t = None if scen_b else target_for(scen, a, b)
+        text = ok = ""
+        if t is not None:
+            text, ok = f">= {t.factor:g}x", verdict(v >= t.factor)
+            if t.informative:
+                text, ok = f"({text})", f"({ok})"
+        rows.append((label, f"{v:.2f}x", text, ok))
 
-    ratio("hello: greenserve / gunicorn -k gevent", "hello", "greenserve", "gunicorn-gevent", 3.0)
+    def ideal_rows(scen: str, names: tuple[str, ...]) -> None:
+        scenario = SCENARIOS[scen]
+        for name in names:
+            x = rps_of(results, scen, name)
+            if x is None:
+                continue
+            pct = 100 * x / scenario.ideal
+            t = target_for(scen, name, None)
+            rows.append(
+                (
+                    f"{scen}: {name} % of ideal {scenario.ideal:,.0f} req/s",
+                    f"{pct:.1f}%",
+                    f">= {100 * t.factor:g}%" if t else "",
+                    verdict(round(pct, 1) >= 100 * t.factor) if t else "",
+                )
+            )
+        for name, r in results.get(scen, {}).items():
+            if r.get("status") not in ("ok", None):
+                rows.append((f"{scen}: {name}", "NA", "", r.get("note", "")))
+
+    ratio("hello: greenserve / gunicorn -k gevent", "hello", "greenserve", "gunicorn-gevent")
     ratio("hello: greenserve / floor (bare gevent+httptools)", "hello", "greenserve", "floor")
     ratio("hello: greenserve / gevent.pywsgi", "hello", "greenserve", "pywsgi")
     ratio("hello: greenserve / waitress", "hello", "greenserve", "waitress")
     ratio("hello: gunicorn -k gevent / floor", "hello", "gunicorn-gevent", "floor")
-    ratio(
-        "h11: greenserve --http h11 / gunicorn -k gevent", "hello", "greenserve-h11", "gunicorn-gevent", 1.2
-    )
+    ratio("h11: greenserve --http h11 / gunicorn -k gevent", "hello", "greenserve-h11", "gunicorn-gevent")
     ratio("h11: greenserve --http h11 / greenserve httptools", "hello", "greenserve-h11", "greenserve")
-    sleep = results.get("sleep", {})
-    for name in ("greenserve", "gunicorn-gevent", "pywsgi"):
-        x = rps_of(results, "sleep", name)
-        if x is not None:
-            pct = 100 * x / (SCENARIOS["sleep"].connections / SLEEP_SECONDS)
-            target = name == "greenserve"
-            rows.append(
-                (
-                    f"sleep: {name} % of ideal 20,000 req/s",
-                    f"{pct:.1f}%",
-                    ">= 85%" if target else "",
-                    verdict(round(pct, 1) >= 85) if target else "",
-                )
-            )
+    ideal_rows("sleep", ("greenserve", "gunicorn-gevent", "pywsgi"))
     ratio("sleep: greenserve / gunicorn -k gevent", "sleep", "greenserve", "gunicorn-gevent")
-    for name, r in sleep.items():
-        if r.get("status") not in ("ok", None):
-            rows.append((f"sleep: {name}", "NA", "", r.get("note", "")))
+    ratio("asgi-hello: greenserve --loop auto / uvicorn", "asgi-hello", "greenserve", "uvicorn")
+    ratio("asgi-hello: greenserve --loop uvloop / uvicorn", "asgi-hello", "greenserve-uvloop", "uvicorn")
+    ratio(
+        "asgi-hello: greenserve --loop uvloop / --loop auto", "asgi-hello", "greenserve-uvloop", "greenserve"
+    )
+    ratio(
+        "asgi-hello: greenserve ASGI (--loop auto) / greenserve WSGI hello",
+        "asgi-hello",
+        "greenserve",
+        "greenserve",
+        scen_b="hello",
+    )
+    ratio("asgi-sleep: greenserve --loop auto / uvicorn", "asgi-sleep", "greenserve", "uvicorn")
+    ratio("asgi-sleep: greenserve --loop uvloop / uvicorn", "asgi-sleep", "greenserve-uvloop", "uvicorn")
+    ideal_rows("asgi-sleep", ("greenserve", "greenserve-uvloop", "uvicorn"))
     mem = results.get("memory", {})
     for name in ("greenserve", "greenserve-h11", "gunicorn-gevent"):
         r = mem.get(name)
@@ -813,8 +936,8 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, str]]:
                 (
                     f"memory: {name} KB RSS per idle connection",
                     f"{r['kb_per_conn']:.2f} KB",
-                    "<= 10 KB" if target else "",
-                    verdict(round(r["kb_per_conn"], 2) <= 10) if target else "",
+                    f"<= {MEMORY_TARGET_KB:g} KB" if target else "",
+                    verdict(round(r["kb_per_conn"], 2) <= MEMORY_TARGET_KB) if target else "",
                 )
             )
     peak = mem.get("greenserve", {}).get("kb_per_conn_peak")
@@ -831,7 +954,7 @@ def verdict(ok: bool) -> str:
 
 
 def load_table(scen: str, res: dict) -> tuple[list[str], list[list[str]]]:
-    ideal = SCENARIOS[scen].connections / SLEEP_SECONDS if scen == "sleep" else None
+    ideal = SCENARIOS[scen].ideal
     head = ["server", "median req/s", "min-max req/s", "p99 latency", "rounds", "non-2xx", "socket errors"]
     if ideal:
         head.insert(2, "% of ideal")
@@ -841,7 +964,7 @@ def load_table(scen: str, res: dict) -> tuple[list[str], list[list[str]]]:
         errs = r.get("socket_errors", {})
         err_txt = ", ".join(f"{k} {v}" for k, v in errs.items() if v) or "0"
         row = [
-            SERVERS[name].label,
+            SCENARIOS[scen].label(name),
             fmt_num(r.get("median_rps")),
             f"{fmt_num(r.get('min_rps'))} - {fmt_num(r.get('max_rps'))}" if r.get("median_rps") else "-",
             fmt_ms(r.get("p99_ms")),
@@ -942,7 +1065,17 @@ def machine_info() -> dict[str, str]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for dist in ("greenserve", "gevent", "greenlet", "gunicorn", "waitress", "httptools", "h11"):
+    for dist in (
+        "greenserve",
+        "gevent",
+        "greenlet",
+        "gunicorn",
+        "waitress",
+        "httptools",
+        "h11",
+        "uvicorn",
+        "uvloop",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -974,13 +1107,14 @@ def machine_info() -> dict[str, str]:
 def parse_only(only: str | None) -> dict[str, list[str]]:
     """--only tokens -> {scenario: [servers]} (scenario names, server names, or 'h11')."""
     tokens = [t.strip() for t in (only or "").split(",") if t.strip()]
+    tokens = [x for t in tokens for x in GROUPS.get(t, (t,))]
     scen_tokens = [t for t in tokens if t in SCENARIOS or t in ALIASES]
     server_tokens = [t for t in tokens if t in SERVERS]
     unknown = [t for t in tokens if t not in SCENARIOS and t not in ALIASES and t not in SERVERS]
     if unknown:
         raise SystemExit(
             f"unknown --only item(s): {', '.join(unknown)}; "
-            f"scenarios: {', '.join([*SCENARIOS, *ALIASES])}; servers: {', '.join(SERVERS)}"
+            f"scenarios: {', '.join([*SCENARIOS, *ALIASES, *GROUPS])}; servers: {', '.join(SERVERS)}"
         )
     plan: dict[str, list[str]] = {}
     for scen in scen_tokens or list(SCENARIOS):
@@ -1015,7 +1149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pause", type=float, default=1.0, help="seconds of rest between runs (default 1)")
     p.add_argument(
         "--only",
-        help="comma-separated scenarios (hello, sleep, h11, memory) and/or servers "
+        help="comma-separated scenarios (hello, sleep, h11, memory, asgi-hello, asgi-sleep; "
+        "'asgi' and 'wsgi' for groups) and/or servers "
         f"({', '.join(SERVERS)}); default: everything",
     )
     p.add_argument(
@@ -1055,22 +1190,27 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="SERVER=ARGS",
-        help="extra arguments for one server (greenserve, greenserve-h11, gunicorn-gevent, waitress), "
+        help=f"extra arguments for one server ({', '.join(TAKES_ARGS)}), "
         "e.g. --server-args 'greenserve=--worker-connections 1100'; repeatable",
     )
     p.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
     p.add_argument("--keep-raw", action="store_true", help="keep wrk's raw output in the JSON")
+    p.add_argument(
+        "--plot",
+        metavar="SVG",
+        help="also draw the req/s bar charts with the targets marked (bench/plot.py; needs matplotlib), "
+        "e.g. docs/_static/benchmarks.svg",
+    )
     args = p.parse_args(argv)
 
     plan = parse_only(args.only)
     extra: dict[str, list[str]] = {}
     for item in args.server_args:
         name, sep, rest = item.partition("=")
-        if not sep or name not in ("greenserve", "greenserve-h11", "gunicorn-gevent", "waitress"):
+        if not sep or name not in TAKES_ARGS:
             raise SystemExit(
-                f"--server-args {item!r}: expected SERVER=ARGS for greenserve, greenserve-h11, "
-                "gunicorn-gevent or waitress"
+                f"--server-args {item!r}: expected SERVER=ARGS for one of {', '.join(TAKES_ARGS)}"
             )
         extra.setdefault(name, []).extend(shlex.split(rest))
     args.server_args = extra
@@ -1118,9 +1258,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         write_markdown(Path(args.markdown), results, info, command, started, finished, args, interrupted)
         log(f"wrote {args.markdown}")
-    payload = {"command": command, "started": started.isoformat(), "machine": info, "results": results}
+    payload = {
+        "command": command,
+        "started": started.isoformat(),
+        "finished": finished.isoformat(),
+        "interrupted": interrupted,
+        "machine": info,
+        "results": results,
+    }
     for path in filter(None, [args.json, str(logdir / "results.json")]):
         Path(path).write_text(json.dumps(payload, indent=2, default=str))
+    if args.plot:
+        try:
+            sys.path.insert(0, str(BENCH))
+            import plot
+
+            plot.draw([payload], Path(args.plot))
+            log(f"wrote {args.plot}")
+        except ImportError as exc:
+            later = logdir / "results.json"
+            log(f"--plot: {exc} (pip install matplotlib); run bench/plot.py on {later} later")
     return 130 if interrupted else 0
 
 
@@ -1142,11 +1299,13 @@ def write_markdown(path: Path, results, info, command, started, finished, args, 
     for spec in SERVERS.values():
         base = shlex.join(spec.build("APP", 0, {})).replace(":0", ":PORT").replace(" 0", " PORT")
         base = base.replace(sys.executable, "python").replace(str(ROOT) + "/", "")
-        base = re.sub(r"\S*/bin/(greenserve|gunicorn|waitress-serve)", r"\1", base)
+        base = re.sub(r"\S*/bin/(greenserve|gunicorn|waitress-serve|uvicorn)", r"\1", base)
         lines.append(f"| {spec.name} | `taskset -c {args.server_cpu} {base}` |")
     lines += [
         "",
-        "Memory scenario: greenserve and gunicorn also get `--keep-alive 60 --worker-connections 6000`.",
+        "Memory scenario: greenserve and gunicorn also get `--keep-alive 60 --worker-connections 6000`. "
+        "ASGI scenarios: the same greenserve command serves `bench.asgi_apps` (default `--loop auto`, "
+        "asyncio on its hub-aware selector).",
         "",
     ]
     for scen, title, table in report(results, md_table, args):

@@ -36,7 +36,7 @@ myst_heading_anchors = 3
 
 html_theme = "alabaster"
 html_title = f"greenserve {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
 
 #: Pages another part of the project produces (docs/benchmarks.md comes from the
 #: benchmark runs). They join the table of contents when they exist, so the build
