@@ -22,22 +22,29 @@ WebSocket upgrades are handed to :mod:`greenserve.asgi.websocket`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import gevent
 from gevent.event import Event
 
 from greenserve.asgi.loop_thread import LoopThread, get_loop_thread
 from greenserve.errors import ClientDisconnected, RequestTimeout
-from greenserve.protocol.response import ResponseError, status_text
+from greenserve.protocol.environ import split_target
+from greenserve.protocol.events import Request
+from greenserve.protocol.proxy import apply_proxy_headers
+from greenserve.protocol.response import Head, ResponseError, status_text
 
 log = logging.getLogger("greenserve.error")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 _BODY_CHUNK = 64 * 1024
+
+_SENT: dict[str, Any] = {}  # marks a response start already handed to the greenlet
 
 # Messages to the greenlet: (kind, payload, future-to-resolve-or-None).
 _START = 1
@@ -108,6 +115,13 @@ class ASGIBridge:
             self._loop_thread = get_loop_thread()
         return self._loop_thread
 
+    def serve_request(self, connection: Any, request: Request, body: Any, response: Any) -> None:
+        """Serve one HTTP request for a greenserve worker, without going through WSGI."""
+        scope = scope_from_request(request, connection, self.state)
+        HTTPExchange(self, connection=connection, request=request).serve(
+            scope, request.has_body, body, response
+        )
+
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
         request = environ.get("greenserve.request")
         if (
@@ -120,6 +134,53 @@ class ASGIBridge:
 
             return serve_websocket(self, environ, start_response)
         return HTTPExchange(self, environ, start_response).run()
+
+
+def scope_from_request(request: Request, connection: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """The HTTP scope straight from a parsed request and its connection."""
+    base = connection.base
+    root_path = base["SCRIPT_NAME"]
+    raw_path, query = split_target(request.target)
+    path = unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path
+    remote_addr, remote_port = connection.remote
+    scheme = base["wsgi.url_scheme"]
+    headers = [(name.lower(), value) for name, value in request.headers]
+    if connection.proxy is not None:
+        # The same rules as for WSGI, on the few entries they read and write.
+        forwarded = {"REMOTE_ADDR": remote_addr, "REMOTE_PORT": remote_port, "wsgi.url_scheme": scheme}
+        for name, value in headers:
+            key = _PROXY_HEADERS.get(name)
+            if key is not None:
+                text = value.decode("latin-1")
+                forwarded[key] = f"{forwarded[key]}, {text}" if key in forwarded else text
+        apply_proxy_headers(forwarded, connection.proxy)
+        remote_addr, remote_port, scheme = (
+            forwarded["REMOTE_ADDR"],
+            forwarded["REMOTE_PORT"],
+            forwarded["wsgi.url_scheme"],
+        )
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": request.version,
+        "method": request.method,
+        "scheme": scheme,
+        "path": path.decode("utf-8", "replace"),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path,
+        "headers": headers,
+        "client": (remote_addr, int(remote_port)) if remote_addr else None,
+        "server": (connection.server_name or base["SERVER_NAME"], int(base["SERVER_PORT"])),
+        "state": dict(state),
+    }
+
+
+_PROXY_HEADERS = {
+    b"x-forwarded-for": "HTTP_X_FORWARDED_FOR",
+    b"x-forwarded-proto": "HTTP_X_FORWARDED_PROTO",
+    b"forwarded": "HTTP_FORWARDED",
+}
 
 
 def build_scope(environ: dict[str, Any], kind: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -176,24 +237,43 @@ class HTTPExchange:
     __slots__ = (
         "_body_done",
         "_closed",
+        "_complete",
         "_disconnected",
         "_event",
         "_first",
         "_inbox",
         "_pending_receive",
         "_response_done",
+        "_start",
         "_task",
         "_watcher",
         "bridge",
+        "connection",
         "environ",
         "loop_thread",
+        "request",
         "start_response",
     )
 
-    def __init__(self, bridge: ASGIBridge, environ: dict[str, Any], start_response: Callable) -> None:
+    def __init__(
+        self,
+        bridge: ASGIBridge,
+        environ: dict[str, Any] | None = None,
+        start_response: Callable | None = None,
+        *,
+        connection: Any = None,
+        request: Request | None = None,
+    ) -> None:
         self.bridge = bridge
+        #: WSGI mode (mounted in a WSGI app): the environ and start_response.
         self.environ = environ
         self.start_response = start_response
+        if environ is not None:
+            connection = environ.get("greenserve.connection")
+            request = environ.get("greenserve.request")
+        #: The greenserve connection and parsed request (None under another server).
+        self.connection = connection
+        self.request = request
         self.loop_thread = bridge.loop_thread
         self._inbox: deque = deque()
         self._event = Event()
@@ -207,6 +287,10 @@ class HTTPExchange:
         self._pending_receive: asyncio.Future | None = None
         self._watcher: Any = None
         self._task: asyncio.Task | None = None  # set in the loop thread
+        #: The last body message was sent (set in the loop thread).
+        self._complete = False
+        #: http.response.start, held in the loop thread until the first body message.
+        self._start: dict[str, Any] | None = None
 
     # -- loop thread side (the app's receive and send) ---------------------------------
 
@@ -245,13 +329,20 @@ class HTTPExchange:
             raise ClientDisconnected("the client went away")
         kind = message.get("type")
         if kind == "http.response.start":
-            self._post(_START, message, None)
+            if self._start is not None:
+                raise RuntimeError("ASGI: http.response.start sent twice")
+            self._start = message  # crosses with the first body message: one wake-up
         elif kind == "http.response.body":
+            start = self._start
+            if start is not None and start is not _SENT:
+                self._start = _SENT
+                self._post(_START, start, None)
             if message.get("more_body", False):
                 future = asyncio.get_running_loop().create_future()
                 self._post(_BODY, message, future)
                 await future  # written to the socket: backpressure
             else:
+                self._complete = True
                 self._post(_BODY, message, None)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
@@ -270,27 +361,72 @@ class HTTPExchange:
 
     def _task_done(self, task: asyncio.Task) -> None:
         error = None if task.cancelled() else task.exception()
+        start = self._start
+        if start is not None and start is not _SENT:
+            self._start = _SENT
+            self._post(_START, start, None)  # a head with no body message
+        if error is None and self._complete:
+            return  # the response is complete and the app ended cleanly: nothing to say
         self._post(_DONE, error, None)
 
     # -- greenlet side -------------------------------------------------------------------
 
     def run(self) -> Iterator[bytes]:
-        """The WSGI response iterable: serves the app's messages until it is done."""
+        """WSGI mode: the response iterable, calling start_response on the way."""
         environ = self.environ
-        request = environ.get("greenserve.request")
+        assert environ is not None
+        request = self.request
         has_body = request.has_body if request is not None else bool(environ.get("CONTENT_LENGTH"))
+        self._begin_task(build_scope(environ, "http", self.bridge.state), has_body)
+        return self._wsgi_iterable(environ["wsgi.input"])
+
+    def serve(self, scope: dict[str, Any], has_body: bool, body: Any, response: Any) -> None:
+        """Native mode, inside a greenserve worker: write straight through ``response``.
+
+        No WSGI environ, no start_response and no str headers: the scope comes
+        from the parsed request and the head from the app's byte headers.
+        """
+        self._begin_task(scope, has_body)
+        try:
+            with contextlib.closing(self._messages(body)) as messages:
+                for start, data, more in messages:
+                    if start is not None:
+                        response.head = _asgi_head(start, data, more)
+                    response.write(data)
+            response.finish()
+        except RequestTimeout:
+            self.loop_thread.to_loop(self._cancel_task)
+            raise
+
+    def _begin_task(self, scope: dict[str, Any], has_body: bool) -> None:
         if not has_body:
             self._first = {"type": "http.request", "body": b"", "more_body": False}
             self._body_done = True
-        scope = build_scope(environ, "http", self.bridge.state)
         self.loop_thread.to_loop(self._start_task, scope)
-        return self._serve(environ["wsgi.input"])
 
-    def _serve(self, body: Any) -> Iterator[bytes]:
+    def _wsgi_iterable(self, body: Any) -> Iterator[bytes]:
+        try:
+            with contextlib.closing(self._messages(body)) as messages:
+                for start, data, more in messages:
+                    if start is not None:
+                        self._begin(start, data, more)
+                    if data:
+                        yield data  # greenserve writes it before asking for more
+        except RequestTimeout:
+            self.loop_thread.to_loop(self._cancel_task)
+            raise
+
+    def _messages(self, body: Any) -> Generator[tuple[dict[str, Any] | None, bytes, bool], None, None]:
+        """The app's response as ``(start, data, more)``; ``start`` only with the first piece.
+
+        Resuming the generator means the piece was written: the app's send()
+        is acknowledged then (backpressure).
+        """
         inbox = self._inbox
         event = self._event
         to_loop = self.loop_thread.to_loop
-        started = None
+        start: dict[str, Any] | None = None
+        started = False
         writing: asyncio.Future | None = None  # the send() waiting for its chunk to be written
         try:
             while True:
@@ -299,19 +435,15 @@ class HTTPExchange:
                     event.clear()
                 kind, payload, future = inbox.popleft()
                 if kind == _BODY:
-                    if started is None:
+                    if start is None:
                         raise ResponseError("ASGI: http.response.body before http.response.start")
-                    data = payload.get("body", b"")
                     more = payload.get("more_body", False)
-                    if not started[1]:
-                        self._begin(started[0], data, more)
-                        started = (started[0], True)
                     if not more:
                         self._response_done = True
-                    if data:
-                        writing = future
-                        yield data  # greenserve writes it before asking for more
-                        writing = None
+                    writing = future
+                    yield (None if started else start), payload.get("body", b""), more
+                    writing = None
+                    started = True
                     if future is not None:
                         to_loop(_resolve, future, None)
                     if not more:
@@ -319,17 +451,14 @@ class HTTPExchange:
                         # task may go on (Starlette's background tasks run after this).
                         return
                 elif kind == _START:
-                    if started is not None:
+                    if start is not None:
                         raise ResponseError("ASGI: http.response.start sent twice")
-                    started = (payload, False)
+                    start = payload
                 elif kind == _NEED_BODY:
                     self._feed_body(body, future)
                 else:  # _DONE
-                    self._app_done(payload, started)
+                    self._app_done(payload, start is not None and started)
                     return
-        except RequestTimeout:
-            to_loop(self._cancel_task)
-            raise
         finally:
             # Whether the app finished or the client left: answer anything still
             # waiting, and make later messages fail fast instead of hanging.
@@ -348,7 +477,7 @@ class HTTPExchange:
             self._finish_receive()
 
     def _begin(self, start: dict[str, Any], first: bytes, more: bool) -> None:
-        """Call WSGI start_response from ``http.response.start``."""
+        """WSGI mode: call start_response from ``http.response.start``."""
         try:
             status = int(start["status"])
             headers = [
@@ -358,6 +487,7 @@ class HTTPExchange:
             raise ResponseError(f"ASGI: invalid http.response.start: {exc!r}") from None
         if not more and not any(name.lower() == "content-length" for name, _ in headers):
             headers.append(("Content-Length", str(len(first))))  # the whole body is known
+        assert self.start_response is not None
         self.start_response(status_text(status), headers)
 
     def _feed_body(self, body: Any, future: asyncio.Future) -> None:
@@ -382,7 +512,7 @@ class HTTPExchange:
         self._watch_disconnect()
 
     def _watch_disconnect(self) -> None:
-        connection = self.environ.get("greenserve.connection")
+        connection = self.connection
         if connection is None or self._watcher is not None:
             return
 
@@ -406,14 +536,29 @@ class HTTPExchange:
             self.loop_thread.to_loop(_resolve, future, {"type": "http.disconnect"})
 
     def _describe(self) -> str:
-        return f"{self.environ.get('REQUEST_METHOD')} {self.environ.get('RAW_URI')}"
+        request = self.request
+        if request is not None:
+            return f"{request.method} {request.target.decode('latin-1')[:200]}"
+        environ = self.environ or {}
+        return f"{environ.get('REQUEST_METHOD')} {environ.get('RAW_URI')}"
 
-    def _app_done(self, error: BaseException | None, started: tuple[dict, bool] | None) -> None:
+    def _app_done(self, error: BaseException | None, started: bool) -> None:
         if error is not None and not isinstance(error, ClientDisconnected):
             log.error("ASGI application error (%s)", self._describe(), exc_info=error)
         if self._response_done:
             return
-        if started is None or not started[1]:
+        if not started:
             raise ResponseError("the ASGI application ended without sending a response")
         # The response started but did not finish: the connection cannot be reused.
         raise ClientDisconnected("the ASGI application ended in the middle of its response")
+
+
+def _asgi_head(start: dict[str, Any], first: bytes, more: bool) -> Head:
+    """Native mode: the response head straight from ``http.response.start``."""
+    try:
+        head = Head.from_asgi(int(start["status"]), start.get("headers", ()))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResponseError(f"ASGI: invalid http.response.start: {exc!r}") from None
+    if not more and head.content_length is None and head.code not in (204, 304):
+        head.content_length = len(first)  # the whole body is known
+    return head

@@ -47,34 +47,52 @@ def _original(module: str, name: str) -> Any:
 
 def _hub_selector() -> selectors.BaseSelector:
     """epoll/kqueue that waits through the calling thread's gevent hub when idle."""
-    from gevent.socket import wait_read
-
     for selector_name, factory_name in (("EpollSelector", "epoll"), ("KqueueSelector", "kqueue")):
         try:
             cls = _original("selectors", selector_name)
             factory = _original("select", factory_name)
         except AttributeError:
             continue
-        return _make_hub_selector(cls, factory, wait_read)
+        return _make_hub_selector(cls, factory)
     # Elsewhere (Windows) gevent's own selector does the same, less cheaply.
     return selectors.DefaultSelector()  # pragma: no cover
 
 
-def _make_hub_selector(cls: type, factory: Callable[[], Any], wait_read: Callable) -> selectors.BaseSelector:
+def _make_hub_selector(cls: type, factory: Callable[[], Any]) -> selectors.BaseSelector:
+    from gevent import Timeout, get_hub
+
     class _HubSelector(cls):
         def __init__(self) -> None:
             selectors._BaseSelectorImpl.__init__(self)
             self._selector = factory()
+            self._watcher: Any = None
+            #: Watchers the hub keeps for itself (counted once, when the loop starts).
+            self._idle_watchers = 0
+
+        def hub_started(self) -> None:
+            self._idle_watchers = get_hub().loop.activecnt
 
         def select(self, timeout: float | None = None) -> list:
-            ready = super().select(0)  # busy: no hub round trip at all
-            if ready or (timeout is not None and timeout <= 0):
-                return ready
+            if timeout is not None and timeout <= 0:
+                return super().select(0)
+            hub = get_hub()
+            loop = hub.loop
+            if loop.activecnt <= self._idle_watchers and not loop._callbacks:
+                # No greenlet of this thread waits on anything: block in epoll itself.
+                return super().select(timeout)
+            # Wait through this thread's hub, so its greenlets (code the app
+            # runs "in threads") run meanwhile. The epoll descriptor is readable
+            # when one of its sockets is (level-triggered: at once if one is).
+            if self._watcher is None:
+                self._watcher = hub.loop.io(self._selector.fileno(), 1)
+            timer = Timeout._start_new_or_dummy(timeout)
             try:
-                # The epoll descriptor is readable when one of its sockets is.
-                wait_read(self._selector.fileno(), timeout=timeout)
-            except OSError:  # socket.timeout: nothing became ready in time
-                return []
+                hub.wait(self._watcher)
+            except Timeout as exc:
+                if exc is not timer:
+                    raise
+            finally:
+                timer.close()
             return super().select(0)
 
     return _HubSelector()
@@ -123,6 +141,8 @@ class LoopThread:
         self.loop = new_event_loop(kind)
         self._started = gevent.event.Event()
         self._pending: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._to_loop: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._loop_wake_pending = False
         self._hub = gevent.get_hub()
         self._async = self._hub.loop.async_()
         self._async.start(self._run_pending)
@@ -147,6 +167,9 @@ class LoopThread:
             import gevent
 
             gevent.get_hub()  # this thread's own hub, for the greenlets of offloaded work
+            hub_started = getattr(getattr(self.loop, "_selector", None), "hub_started", None)
+            if hub_started is not None:
+                hub_started()
             if uvloop:
                 assert _get_ident is not None
                 _no_threads_from.add(_get_ident())
@@ -171,8 +194,31 @@ class LoopThread:
     # -- the two crossings ------------------------------------------------------------
 
     def to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` in the loop thread (from a greenlet)."""
-        self.loop.call_soon_threadsafe(fn, *args)
+        """Run ``fn(*args)`` in the loop thread (from a greenlet).
+
+        Batched: one ``call_soon_threadsafe`` (one write to the loop's wake-up
+        pipe) for all that accumulates before the loop gets to it.
+        """
+        self._to_loop.append((fn, args))
+        if not self._loop_wake_pending:
+            self._loop_wake_pending = True
+            # Wake the loop once the hub has run every greenlet that is ready:
+            # one wake-up (and one hand-over of the GIL) for the whole batch.
+            self._hub.loop.run_callback(self._wake_loop)
+
+    def _wake_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self._run_to_loop)
+
+    def _run_to_loop(self) -> None:
+        """In the loop thread: everything greenlets asked for since the last wake-up."""
+        self._loop_wake_pending = False  # first: what is added from now on asks again
+        queue = self._to_loop
+        while queue:
+            fn, args = queue.popleft()
+            try:
+                fn(*args)
+            except Exception:  # one bad callback must not stall the others
+                log.exception("error in a callback on the ASGI loop thread")
 
     def to_hub(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in the hub (from the loop thread). Thread-safe."""

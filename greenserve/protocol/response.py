@@ -12,8 +12,10 @@ into a 500 and one log line.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_VALUE = re.compile(r"[\r\n\0]")
@@ -107,8 +109,9 @@ class Head:
     def __init__(self, status: str, headers: list[tuple[str, str]]) -> None:
         code_line = _STATUS_CACHE.get(status)
         self.code, self.status_line = code_line if code_line is not None else parse_status(status)
-        #: The application's headers, as given (for the access log).
-        self.headers = headers
+        #: The application's headers, as given (for the access log): str pairs, or
+        #: byte pairs from an ASGI application.
+        self.headers: Any = headers
         # Applications send the same header lists again and again: validate each once.
         key: tuple | None
         try:
@@ -133,6 +136,47 @@ class Head:
         self.block, self.content_length, self.close, self.has_date, self.has_server = checked
         if self.code == 204:
             self.content_length = None
+
+    @classmethod
+    def from_asgi(cls, code: int, headers: Iterable[tuple[bytes, bytes]]) -> Head:
+        """A head from ASGI's ``http.response.start``: an int status and byte headers.
+
+        The same rules as for WSGI; the byte pairs are checked as latin-1 text
+        (once per distinct list, as for WSGI).
+        """
+        head = cls.__new__(cls)
+        head.code, head.status_line = _asgi_status(code)
+        head.headers = headers
+        key: tuple | None
+        try:
+            key = tuple(headers)
+            checked = _HEAD_CACHE.get(key)
+        except TypeError:
+            key = checked = None
+        if checked is None:
+            try:
+                text = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+            except (AttributeError, TypeError, ValueError):
+                raise ResponseError(
+                    f"ASGI headers must be (bytes, bytes) pairs, got {headers!r:.200}"
+                ) from None
+            checked = _check_headers(text)
+            if key is not None:
+                if len(_HEAD_CACHE) >= _CACHE_LIMIT:
+                    _HEAD_CACHE.clear()
+                _HEAD_CACHE[key] = checked
+        head.block, head.content_length, head.close, head.has_date, head.has_server = checked
+        if code == 204:
+            head.content_length = None
+        return head
+
+
+def _asgi_status(code: int) -> tuple[int, bytes]:
+    if code.__class__ is not int:
+        raise ResponseError(f"ASGI status {code!r} is not an int")
+    if not 200 <= code <= 999:
+        raise ResponseError(f"status {code} cannot be a final response")
+    return parse_status(status_text(code))
 
 
 def _check_headers(headers: list[tuple[str, str]]) -> tuple[bytes, int | None, bool, bool, bool]:

@@ -54,7 +54,10 @@ class _Atoms(dict):
             head = self.response.head
             if head is not None:
                 for name, value in head.headers:
-                    if name.lower() == wanted:
+                    if isinstance(name, bytes):  # an ASGI application's headers
+                        if name.decode("latin-1").lower() == wanted:
+                            return value.decode("latin-1")
+                    elif name.lower() == wanted:
                         return value
             return "-"
         if key.startswith("{") and key.endswith("}e"):

@@ -348,12 +348,6 @@ class Connection:
         """Run the app for ``request``; ``True`` to keep the connection open."""
         server = self.server
         keep_alive = request.keep_alive and server.keep_alive_enabled and not server.stopping
-        environ = request_environ(self.base, request, server.root_path)
-        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = self.remote
-        if self.server_name is not None:
-            environ["SERVER_NAME"] = self.server_name
-        if self.proxy is not None:
-            apply_proxy_headers(environ, self.proxy)
         if request.has_body:
             error = self._body_error_received()
             if error is not None:
@@ -363,10 +357,11 @@ class Connection:
         else:
             body = EMPTY_INPUT
             self.events.popleft()  # END: parsers emit it with a bodiless head
-        environ["wsgi.input"] = body
         self.body = body
-        environ["greenserve.request"] = request
-        environ["greenserve.connection"] = self
+        # An ASGI application is served natively, without a WSGI environ, unless
+        # the access log or a hook needs one (or a WebSocket upgrade is asked for).
+        asgi = server.asgi if request.upgrade is None else None
+        environ = self._environ(request, body) if asgi is None or server.needs_environ else None
         response = WSGIResponse(self, request, keep_alive)
         self.response = response
         access_log = server.access_log
@@ -374,21 +369,22 @@ class Connection:
         server.requests += 1
         if server.requests == server.max_requests:
             server.on_max_requests()
-        if server.pre_request:
+        if server.pre_request and environ is not None:
             hooks.notify(hooks.PreRequest(server.worker, environ))
         if server.request_timeout:
             self.request_deadline = monotonic() + server.request_timeout
             try:
-                response.run(server.app, environ)
+                self._respond(response, request, body, environ, asgi)
             except RequestTimeout:
                 response.timed_out()
             finally:
                 self.request_deadline = 0.0
         else:
-            response.run(server.app, environ)
-        if server.post_request:
+            self._respond(response, request, body, environ, asgi)
+        if server.post_request and environ is not None:
             hooks.notify(hooks.PostRequest(server.worker, environ, response.status))
-        del environ["greenserve.connection"]  # an environ the app keeps must not keep the socket
+        if environ is not None:
+            del environ["greenserve.connection"]  # an environ the app keeps must not keep the socket
         if response.upgraded:
             if access_log is not None:
                 access_log.log(environ, response, perf_counter() - started)
@@ -414,6 +410,32 @@ class Connection:
         if keep_alive and request.upgrade is not None:
             self.parser.resume()  # the upgrade was declined: more HTTP follows
         return keep_alive
+
+    def _environ(self, request: Request, body: Input | EmptyInput) -> dict[str, Any]:
+        """The WSGI environ for ``request`` on this connection."""
+        environ = request_environ(self.base, request, self.server.root_path)
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = self.remote
+        if self.server_name is not None:
+            environ["SERVER_NAME"] = self.server_name
+        if self.proxy is not None:
+            apply_proxy_headers(environ, self.proxy)
+        environ["wsgi.input"] = body
+        environ["greenserve.request"] = request
+        environ["greenserve.connection"] = self
+        return environ
+
+    def _respond(
+        self,
+        response: WSGIResponse,
+        request: Request,
+        body: Input | EmptyInput,
+        environ: dict[str, Any] | None,
+        asgi: Any,
+    ) -> None:
+        if asgi is not None:
+            response.run_asgi(asgi, request, body)
+        else:
+            response.run(self.server.app, environ)  # type: ignore[arg-type]
 
     def _body_error_received(self) -> ProtocolError | None:
         """A protocol error already parsed in the current request's body, if any."""

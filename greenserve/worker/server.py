@@ -122,6 +122,9 @@ class WorkerServer:
         self.worker: Any = None
         self.request_timeout = config.request_timeout
         self.pre_request = self.post_request = False
+        #: The ASGI bridge when the application is ASGI: requests skip WSGI (see Connection).
+        self.asgi = app if hasattr(app, "serve_request") else None
+        self.needs_environ = access_log is not None
         self.refresh_hooks()
         #: After this many requests, on_max_requests() is called once (0: never).
         self.max_requests = 0
@@ -154,6 +157,7 @@ class WorkerServer:
         """Per-request hook events are built only when somebody subscribed to them."""
         self.pre_request = hooks.wants(IPreRequest)
         self.post_request = hooks.wants(IPostRequest)
+        self.needs_environ = self.access_log is not None or self.pre_request or self.post_request
 
     def new_parser(self) -> RequestParser:
         return RequestParser(self._head_parser, self.limits)

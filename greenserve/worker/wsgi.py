@@ -133,13 +133,25 @@ class WSGIResponse:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-        except ClientDisconnected:
-            raise
-        except RequestBodyError as exc:
-            self._fail(exc.status, None, f"request body: {exc.reason}")
-        except ResponseError as exc:
-            self._fail(500, None, f"invalid response from the application: {exc}")
         except Exception as exc:  # noqa: BLE001 - the application's errors become a 500
+            self._failed(exc)
+
+    def run_asgi(self, bridge: Any, request: Request, body: Any) -> None:
+        """Serve an ASGI application natively (see ASGIBridge.serve_request)."""
+        try:
+            bridge.serve_request(self.conn, request, body, self)
+        except Exception as exc:  # noqa: BLE001 - the application's errors become a 500
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """An exception escaped the application or its response: answer or close."""
+        if isinstance(exc, ClientDisconnected):
+            raise exc
+        if isinstance(exc, RequestBodyError):
+            self._fail(exc.status, None, f"request body: {exc.reason}")
+        elif isinstance(exc, ResponseError):
+            self._fail(500, None, f"invalid response from the application: {exc}")
+        else:
             self._fail(500, exc, "error handling request")
 
     def timed_out(self) -> None:
