@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import gevent
-from gevent.event import Event
+from gevent.hub import Waiter
 
 from greenserve.asgi.loop_thread import LoopThread, get_loop_thread
 from greenserve.errors import ClientDisconnected, RequestTimeout
@@ -147,18 +147,17 @@ def scope_from_request(request: Request, connection: Any, state: dict[str, Any])
     headers = [(name.lower(), value) for name, value in request.headers]
     if connection.proxy is not None:
         # The same rules as for WSGI, on the few entries they read and write.
-        forwarded = {"REMOTE_ADDR": remote_addr, "REMOTE_PORT": remote_port, "wsgi.url_scheme": scheme}
+        forwarded: dict[str, str] = {}
         for name, value in headers:
             key = _PROXY_HEADERS.get(name)
             if key is not None:
                 text = value.decode("latin-1")
                 forwarded[key] = f"{forwarded[key]}, {text}" if key in forwarded else text
-        apply_proxy_headers(forwarded, connection.proxy)
-        remote_addr, remote_port, scheme = (
-            forwarded["REMOTE_ADDR"],
-            forwarded["REMOTE_PORT"],
-            forwarded["wsgi.url_scheme"],
-        )
+        if forwarded:
+            forwarded.update(REMOTE_ADDR=remote_addr, REMOTE_PORT=remote_port, **{"wsgi.url_scheme": scheme})
+            apply_proxy_headers(forwarded, connection.proxy)
+            remote_addr, remote_port = forwarded["REMOTE_ADDR"], forwarded["REMOTE_PORT"]
+            scheme = forwarded["wsgi.url_scheme"]
     return {
         "type": "http",
         "asgi": ASGI_VERSION,
@@ -239,13 +238,13 @@ class HTTPExchange:
         "_closed",
         "_complete",
         "_disconnected",
-        "_event",
         "_first",
         "_inbox",
         "_pending_receive",
         "_response_done",
         "_start",
         "_task",
+        "_waiter",
         "_watcher",
         "bridge",
         "connection",
@@ -276,7 +275,8 @@ class HTTPExchange:
         self.request = request
         self.loop_thread = bridge.loop_thread
         self._inbox: deque = deque()
-        self._event = Event()
+        #: Set while the greenlet waits for a message (a hub Waiter: no callback round).
+        self._waiter: Waiter | None = None
         self._body_done = False
         #: The greenlet stopped serving this exchange: late messages are answered at once.
         self._closed = False
@@ -311,7 +311,10 @@ class HTTPExchange:
                 self.loop_thread.to_loop(_resolve, future, answer)
             return
         self._inbox.append((kind, payload, future))
-        self._event.set()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.switch(None)  # straight into the waiting greenlet, from the hub
 
     async def _receive(self) -> dict[str, Any]:
         first = self._first
@@ -387,16 +390,18 @@ class HTTPExchange:
         from the parsed request and the head from the app's byte headers.
         """
         self._begin_task(scope, has_body)
+        messages = self._messages(body)
         try:
-            with contextlib.closing(self._messages(body)) as messages:
-                for start, data, more in messages:
-                    if start is not None:
-                        response.head = _asgi_head(start, data, more)
-                    response.write(data)
+            for start, data, more in messages:
+                if start is not None:
+                    response.head = _asgi_head(start, data, more)
+                response.write(data)
             response.finish()
         except RequestTimeout:
             self.loop_thread.to_loop(self._cancel_task)
             raise
+        finally:
+            messages.close()  # its clean-up runs now, even when a write failed
 
     def _begin_task(self, scope: dict[str, Any], has_body: bool) -> None:
         if not has_body:
@@ -423,7 +428,6 @@ class HTTPExchange:
         is acknowledged then (backpressure).
         """
         inbox = self._inbox
-        event = self._event
         to_loop = self.loop_thread.to_loop
         start: dict[str, Any] | None = None
         started = False
@@ -431,8 +435,8 @@ class HTTPExchange:
         try:
             while True:
                 while not inbox:
-                    event.wait()
-                    event.clear()
+                    waiter = self._waiter = Waiter()
+                    waiter.get()
                 kind, payload, future = inbox.popleft()
                 if kind == _BODY:
                     if start is None:
