@@ -13,6 +13,7 @@ import ast
 import importlib
 import inspect
 import os
+import stat
 import sys
 import traceback
 from collections.abc import Callable, Iterable
@@ -66,6 +67,24 @@ def _where(exc: BaseException) -> str:
     return ""
 
 
+def _unreadable_hint() -> str:
+    """Why a module may be invisible: import skips directories this user cannot read (``--user``)."""
+    blocked = [entry for entry in sys.path if entry and _unreadable_dir(entry)]
+    if not blocked:
+        return ""
+    return f" (this process cannot read {', '.join(blocked)}: check --user and the permissions)"
+
+
+def _unreadable_dir(path: str) -> bool:
+    try:
+        mode = os.stat(path).st_mode
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return stat.S_ISDIR(mode) and not os.access(path, os.R_OK | os.X_OK)
+
+
 def prepare_path(chdir: str = "", pythonpath: Iterable[str] = ()) -> None:
     """Make the application importable as from the directory it is served from."""
     if chdir:
@@ -95,7 +114,9 @@ def load_app(spec: str) -> Callable:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise AppLoadError(f"cannot import {module_name!r}: no module named {exc.name!r}") from exc
+            raise AppLoadError(
+                f"cannot import {module_name!r}: no module named {exc.name!r}{_unreadable_hint()}"
+            ) from exc
         raise AppLoadError(
             f"cannot import {module_name!r}: {type(exc).__name__}: {exc}{_where(exc)}"
         ) from exc

@@ -103,7 +103,7 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
     worker.pid = os.getpid()
     config = arbiter.config
     try:
-        from greenserve.worker import boot  # imports no gevent: that is boot.run's first act
+        from greenserve.worker import boot  # imports no gevent: signals are held first
 
         boot.hold_signals()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, arbiter.SIGNALS)  # blocked by spawn_worker
@@ -114,9 +114,10 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
 
             gevent.reinit()
         set_proc_title(f"greenserve: worker [{arbiter.proc_name}]")
+        hooks.notify(hooks.PostFork(arbiter, worker))  # as gunicorn: before patching and --user
+        ssl_context = boot.before_dropping_privileges(config)
+        listeners = arbiter.listeners_for_worker()  # --reuse-port may bind port 443 here
         drop_privileges(arbiter.uid, arbiter.gid)
-        hooks.notify(hooks.PostFork(arbiter, worker))
-        listeners = arbiter.listeners_for_worker()
     except BootError as exc:
         log.error("worker %d: %s", os.getpid(), exc)
         return EXIT_BOOT_ERROR
@@ -132,6 +133,7 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
         worker=worker,
         app=arbiter.preloaded_app,
         master_pid=arbiter.pid,
+        ssl_context=ssl_context,
     )
 
 

@@ -77,16 +77,52 @@ def prepare_asgi(config: Config, app: Callable) -> tuple[Callable, Any]:
     return bridge, lifespan
 
 
-def build_server(config: Config, app: Callable, listeners: list[Listener], *, multiprocess: bool) -> Any:
-    from greenserve.worker.accesslog import AccessLog
-    from greenserve.worker.server import WorkerServer, build_ssl_context
+def load_tls(config: Config) -> Any:
+    """The server's TLS context, or None without ``--certfile``."""
+    if not config.certfile:
+        return None
+    from greenserve.worker.server import build_ssl_context
 
-    ssl_context = None
-    if config.certfile:
-        try:
-            ssl_context = build_ssl_context(config)
-        except (OSError, ValueError) as exc:
-            raise BootError(f"TLS: cannot load {config.certfile}: {exc}") from None
+    try:
+        return build_ssl_context(config)
+    except (OSError, ValueError) as exc:
+        raise BootError(f"TLS: cannot load {config.certfile}: {exc}") from None
+
+
+def before_dropping_privileges(config: Config) -> Any:
+    """What a forked worker does as the user that started the master; returns the TLS context.
+
+    With ``--user``, only the application should need files that user can
+    read: gevent and the server's own modules may live in an interpreter
+    under /root (pyenv, many images) and a private key is often root-only,
+    as nginx expects. So patch, import the serving code and read the key
+    first; the application is imported after the drop.
+    """
+    patch()
+    import gevent
+
+    import greenserve.worker.accesslog
+    import greenserve.worker.server  # noqa: F401
+    from greenserve.protocol.parser import head_parser_class
+
+    gevent.get_hub()
+    head_parser_class(config.http)
+    return load_tls(config)
+
+
+def build_server(
+    config: Config,
+    app: Callable,
+    listeners: list[Listener],
+    *,
+    multiprocess: bool,
+    ssl_context: Any = None,
+) -> Any:
+    from greenserve.worker.accesslog import AccessLog
+    from greenserve.worker.server import WorkerServer
+
+    if ssl_context is None:
+        ssl_context = load_tls(config)
     access = AccessLog(config.access_logformat) if config.access_log else None
     return WorkerServer(
         config,
@@ -291,6 +327,7 @@ def run(
     app: Callable | None = None,
     master_pid: int | None = None,
     on_ready: Callable[[Any], None] | None = None,
+    ssl_context: Any = None,
 ) -> int:
     """Patch, load, serve until a stop signal; returns the process exit code.
 
@@ -306,7 +343,7 @@ def run(
         if app is None:
             app = load_application(config)
         app, lifespan = prepare_asgi(config, app)
-        server = build_server(config, app, listeners, multiprocess=multiprocess)
+        server = build_server(config, app, listeners, multiprocess=multiprocess, ssl_context=ssl_context)
         server.worker = worker
         controller = _Controller(server, config, link, worker, master_pid)
         controller.install()
@@ -334,6 +371,7 @@ def run(
     if link is not None:
         import gevent
 
+        link.beat()  # fresh before the master starts checking (loading the app may have been slow)
         link.send(MSG_READY)
         gevent.spawn(controller.supervise)
     elif config.max_requests:
