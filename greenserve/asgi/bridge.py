@@ -51,6 +51,7 @@ _START = 1
 _BODY = 2
 _NEED_BODY = 3
 _DONE = 4
+_START_BODY = 5  # the head with the first body piece: one wake-up for both
 
 
 def _resolve(future: asyncio.Future, value: Any) -> None:
@@ -337,16 +338,17 @@ class HTTPExchange:
             self._start = message  # crosses with the first body message: one wake-up
         elif kind == "http.response.body":
             start = self._start
+            kind_out, payload = _BODY, message
             if start is not None and start is not _SENT:
                 self._start = _SENT
-                self._post(_START, start, None)
+                kind_out, payload = _START_BODY, (start, message)
             if message.get("more_body", False):
                 future = asyncio.get_running_loop().create_future()
-                self._post(_BODY, message, future)
+                self._post(kind_out, payload, future)
                 await future  # written to the socket: backpressure
             else:
                 self._complete = True
-                self._post(_BODY, message, None)
+                self._post(kind_out, payload, None)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
 
@@ -438,6 +440,11 @@ class HTTPExchange:
                     waiter = self._waiter = Waiter()
                     waiter.get()
                 kind, payload, future = inbox.popleft()
+                if kind == _START_BODY:
+                    if start is not None:
+                        raise ResponseError("ASGI: http.response.start sent twice")
+                    start, payload = payload
+                    kind = _BODY
                 if kind == _BODY:
                     if start is None:
                         raise ResponseError("ASGI: http.response.body before http.response.start")

@@ -67,10 +67,14 @@ def _not_served(server) -> bool:
     return not data.startswith(b"HTTP/1.1 200")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_graceful_stop(greenserve, mode, signum):
-    if signum == signal.SIGINT and not mode:
-        pytest.skip("the master's SIGINT is a quick stop, as its SIGQUIT")
+@pytest.mark.parametrize(
+    ("mode_name", "signum"),
+    [("master", signal.SIGTERM), ("single", signal.SIGTERM), ("single", signal.SIGINT)],
+    ids=["master-SIGTERM", "single-SIGTERM", "single-SIGINT"],
+)
+def test_graceful_stop(greenserve, mode_name, signum):
+    """The master's SIGINT is a quick stop, like its SIGQUIT: tests/master covers it."""
+    mode = MODES[mode_name]
     server = greenserve(*mode, "--graceful-timeout", "10", "--keep-alive", "30", "probe:app")
     idle = _idle_connection(server)
     result: dict = {}
