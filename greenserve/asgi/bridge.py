@@ -338,7 +338,8 @@ class HTTPExchange:
             self._start = message  # crosses with the first body message: one wake-up
         elif kind == "http.response.body":
             start = self._start
-            kind_out, payload = _BODY, message
+            kind_out: int = _BODY
+            payload: Any = message
             if start is not None and start is not _SENT:
                 self._start = _SENT
                 kind_out, payload = _START_BODY, (start, message)
