@@ -223,15 +223,7 @@ class LoopThread:
     def _run_to_loop(self) -> None:
         """In the loop thread: everything greenlets asked for since the last wake-up."""
         self._loop_wake_pending = False  # first: what is added from now on asks again
-        queue = self._to_loop
-        # Only what is queued now: the hub keeps adding while this runs, and
-        # draining "until empty" could keep the loop from its own timers.
-        for _ in range(len(queue)):
-            fn, args = queue.popleft()
-            try:
-                fn(*args)
-            except Exception:  # one bad callback must not stall the others
-                log.exception("error in a callback on the ASGI loop thread")
+        _run_queued(self._to_loop, "on the ASGI loop thread")
 
     def to_hub(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in the hub (from the loop thread). Thread-safe."""
@@ -239,17 +231,8 @@ class LoopThread:
         self._async.send()
 
     def _run_pending(self) -> None:
-        pending = self._pending
-        # Only what is queued now, then back to the hub's loop: the loop thread
-        # keeps adding while greenlets run here, and draining "until empty"
-        # could keep the hub from polling its sockets for a long time.
-        # What arrives meanwhile has sent the watcher again.
-        for _ in range(len(pending)):
-            fn, args = pending.popleft()
-            try:
-                fn(*args)
-            except Exception:  # one bad callback must not stall the others
-                log.exception("error in a callback from the ASGI loop thread")
+        # What arrives meanwhile has sent the watcher again: it runs next time round.
+        _run_queued(self._pending, "from the ASGI loop thread")
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -286,6 +269,21 @@ class LoopThread:
         if self._thread_done is not None:
             self._thread_done.wait(timeout)
         self._async.stop()
+
+
+def _run_queued(queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]], where: str) -> None:
+    """Run the calls queued so far, each on its own.
+
+    Only those: the other thread keeps adding while these run, and draining
+    "until empty" could keep this thread from its own events (the hub from
+    polling its sockets, the loop from its timers) for a long time.
+    """
+    for _ in range(len(queue)):
+        fn, args = queue.popleft()
+        try:
+            fn(*args)
+        except Exception:  # one bad callback must not stall the others
+            log.exception("error in a callback %s", where)
 
 
 _LOOP_THREAD: LoopThread | None = None
