@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenserve import hooks
 from greenserve.errors import EXIT_BOOT_ERROR, EXIT_ERROR, BootError
-from greenserve.workerlink import WorkerLink
+from greenserve.workerlink import MSG_ERROR, WorkerLink
 
 if TYPE_CHECKING:
     from greenserve.master.arbiter import Arbiter
@@ -119,10 +119,11 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
         listeners = arbiter.listeners_for_worker()  # --reuse-port may bind port 443 here
         drop_privileges(arbiter.uid, arbiter.gid)
     except BootError as exc:
-        log.error("worker %d: %s", os.getpid(), exc)
+        worker.link.send(MSG_ERROR, str(exc))  # the master reports it, in one line
         return EXIT_BOOT_ERROR
-    except Exception:  # noqa: BLE001 - a failing hook must not become a respawn loop
+    except Exception as exc:  # noqa: BLE001 - a failing hook must not become a respawn loop
         log.error("worker %d failed to start:\n%s", os.getpid(), traceback.format_exc())
+        worker.link.send(MSG_ERROR, f"{type(exc).__name__}: {exc}")
         return EXIT_BOOT_ERROR
 
     return boot.run(

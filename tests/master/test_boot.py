@@ -45,6 +45,18 @@ def test_bad_chdir_stops_the_master_with_exit_4(master, tmp_path):
     assert server.count(r"Booting worker") == 1, server.log
 
 
+def test_unreadable_tls_key_stops_the_master_with_exit_3_and_the_reason(master, tmp_path):
+    """Workers read the TLS files (before any --user switch); a missing one is a boot failure."""
+    missing = tmp_path / "missing.pem"
+    server = master("mapp:app", "-w", "2", "--certfile", str(missing), "--keyfile", str(missing), ready=None)
+    code = server.wait(5)
+    assert code == 3, server.log
+    # The master's one line says why, not only that a worker failed.
+    assert re.search(rf"could not start \(TLS: cannot load {re.escape(str(missing))}", server.log), server.log
+    assert server.count(r"Booting worker") <= 2, server.log
+    assert server.count(r"Ready: ") == 0
+
+
 def _backoffs(server) -> list[float]:
     """The delays the master announced before respawning ("next spawn in 1.0 s")."""
     return [float(match) for match in re.findall(r"next spawn in (\d+(?:\.\d+)?) s", server.log)]
