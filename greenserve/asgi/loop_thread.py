@@ -204,7 +204,8 @@ class LoopThread:
         """Run ``fn(*args)`` in the loop thread (from a greenlet).
 
         Batched: one ``call_soon_threadsafe`` (one write to the loop's wake-up
-        pipe) for all that accumulates before the loop gets to it.
+        pipe) for what the hub's current iteration queues, and one more for
+        every ``_WAKE_BATCH`` calls, so a long iteration does not hold them back.
         """
         queue = self._to_loop
         queue.append((fn, args))
