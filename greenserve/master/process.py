@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenserve import hooks
 from greenserve.errors import EXIT_BOOT_ERROR, EXIT_ERROR, BootError
-from greenserve.workerlink import MSG_ERROR, WorkerLink
+from greenserve.workerlink import WorkerLink
 
 if TYPE_CHECKING:
     from greenserve.master.arbiter import Arbiter
@@ -102,9 +102,9 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
     """Runs in the forked child; returns the exit code."""
     worker.pid = os.getpid()
     config = arbiter.config
-    try:
-        from greenserve.worker import boot  # imports no gevent: signals are held first
+    from greenserve.worker import boot  # imports no gevent: signals are held first
 
+    try:
         boot.hold_signals()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, arbiter.SIGNALS)  # blocked by spawn_worker
         arbiter.close_in_child(worker)
@@ -119,12 +119,10 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
         listeners = arbiter.listeners_for_worker()  # --reuse-port may bind port 443 here
         drop_privileges(arbiter.uid, arbiter.gid)
     except BootError as exc:
-        worker.link.send(MSG_ERROR, str(exc))  # the master reports it, in one line
-        return EXIT_BOOT_ERROR
-    except Exception as exc:  # noqa: BLE001 - a failing hook must not become a respawn loop
-        log.error("worker %d failed to start:\n%s", os.getpid(), traceback.format_exc())
-        worker.link.send(MSG_ERROR, f"{type(exc).__name__}: {exc}")
-        return EXIT_BOOT_ERROR
+        return boot.fail_boot(worker.link, str(exc), EXIT_BOOT_ERROR)
+    except Exception as exc:  # a failing hook must not become a respawn loop
+        log.exception("worker %d failed to start", os.getpid())
+        return boot.fail_boot(worker.link, f"{type(exc).__name__}: {exc}", EXIT_BOOT_ERROR)
 
     return boot.run(
         config,

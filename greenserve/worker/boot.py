@@ -309,7 +309,8 @@ def hold_signals() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
-def _fail_boot(link: WorkerLink | None, message: str, code: int) -> int:
+def fail_boot(link: WorkerLink | None, message: str, code: int) -> int:
+    """A worker that cannot serve: tell the master (which reports it in one line); the exit code."""
     if link is not None:
         link.send(MSG_ERROR, message)  # the master reports it, in one line
     else:
@@ -355,12 +356,12 @@ def run(
         server.start()
     except AppLoadError as exc:
         log.debug("application load traceback", exc_info=exc.__cause__ or exc)
-        return _fail_boot(link, str(exc), EXIT_APP_LOAD_ERROR)
+        return fail_boot(link, str(exc), EXIT_APP_LOAD_ERROR)
     except BootError as exc:
-        return _fail_boot(link, str(exc), EXIT_BOOT_ERROR)
+        return fail_boot(link, str(exc), EXIT_BOOT_ERROR)
     except Exception as exc:
         log.exception("worker %d failed to start", os.getpid())
-        return _fail_boot(link, f"{type(exc).__name__}: {exc}", EXIT_BOOT_ERROR)
+        return fail_boot(link, f"{type(exc).__name__}: {exc}", EXIT_BOOT_ERROR)
     log.info(
         "Worker %d serving %s (%s parser, up to %d connections)",
         os.getpid(),
