@@ -216,7 +216,7 @@ class LoopThread:
             self._hub.loop.run_callback(self._wake_loop)
         elif len(queue) % _WAKE_BATCH == 0:
             # ...unless the batch grows large: the loop starts on it now.
-            self.loop.call_soon_threadsafe(self._run_to_loop)
+            self._wake_loop()
 
     def _wake_loop(self) -> None:
         self.loop.call_soon_threadsafe(self._run_to_loop)
