@@ -55,7 +55,8 @@ class Request:
         self.target = target
         #: ``"1.1"`` or ``"1.0"``.
         self.version = version
-        #: Field lines in order, names as sent, values without surrounding whitespace.
+        #: Field lines in order, names lower-cased by the parser (as ASGI scopes want
+        #: them), values as sent without surrounding whitespace.
         self.headers = headers
         #: Whether the client wants the connection kept open after this exchange.
         self.keep_alive = keep_alive

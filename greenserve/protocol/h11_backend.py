@@ -48,7 +48,7 @@ class H11HeadParser:
         headers = []
         for line in head[:-4].split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
-            headers.append((name, value.strip(b" \t")))
+            headers.append((name.lower(), value.strip(b" \t")))  # as the httptools backend
         return finish_head(
             event.method.decode("ascii"),
             event.target,

@@ -106,7 +106,8 @@ class HttptoolsHeadParser:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp drops the whitespace before a value, not the whitespace after it.
-        self._headers.append((name, value.rstrip(b" \t")))
+        # Names are lower-cased once, here: ASGI scopes want them so, WSGI keys ignore case.
+        self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser

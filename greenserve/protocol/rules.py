@@ -51,7 +51,7 @@ def check_raw_head(data: bytes | bytearray, complete: bool) -> None:
     CRLF CRLF that never comes. ``data`` never starts between a CR and its LF;
     while the head is incomplete it may end with a CR whose LF is still to come.
     """
-    if b"\0" in data:
+    if data.find(b"\0") >= 0:  # find(), not ``in``: see environ.split_target
         raise ProtocolError(400, "NUL in request head")
     if len(data.translate(None, _CONTROLS)) != len(data):
         raise ProtocolError(400, "control character in request head")
@@ -61,7 +61,7 @@ def check_raw_head(data: bytes | bytearray, complete: bool) -> None:
     bare_cr = data.count(b"\r") - crlf
     if bare_cr and not (bare_cr == 1 and not complete and data.endswith(b"\r")):
         raise ProtocolError(400, "bare CR in request head")
-    if b"\n " in data or b"\n\t" in data:
+    if data.find(b"\n ") >= 0 or data.find(b"\n\t") >= 0:
         raise ProtocolError(400, "obsolete line folding in request head")
 
 

@@ -139,7 +139,9 @@ def valid_requests(draw: st.DrawFn) -> tuple[bytes, list[Any]]:
             "method": method,
             "target": target.decode("latin-1"),
             "version": version,
-            "headers": [[name.decode("latin-1"), value.decode("latin-1")] for name, _, value in fields],
+            "headers": [  # the parsers lower-case names
+                [name.decode("latin-1").lower(), value.decode("latin-1")] for name, _, value in fields
+            ],
             "keep_alive": keep_alive,
             "content_length": content_length,
             "chunked": kind == "chunked",

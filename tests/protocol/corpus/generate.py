@@ -50,7 +50,7 @@ def req(
             "method": method,
             "target": target,
             "version": version,
-            "headers": [list(pair) for pair in headers],
+            "headers": [[name.lower(), value] for name, value in headers],  # parsers lower-case names
             "keep_alive": keep_alive,
             "content_length": content_length,
             "chunked": chunked,
