@@ -145,7 +145,8 @@ class Head:
         (once per distinct list, as for WSGI).
         """
         head = cls.__new__(cls)
-        head.code, head.status_line = _asgi_status(code)
+        status = _ASGI_STATUS.get(code) if code.__class__ is int else None
+        head.code, head.status_line = _asgi_status(code) if status is None else status
         head.headers = headers
         key: tuple | None
         try:
@@ -171,12 +172,19 @@ class Head:
         return head
 
 
+#: ASGI status code -> (code, status line), for the codes already seen.
+_ASGI_STATUS: dict[int, tuple[int, bytes]] = {}
+
+
 def _asgi_status(code: int) -> tuple[int, bytes]:
     if code.__class__ is not int:
         raise ResponseError(f"ASGI status {code!r} is not an int")
     if not 200 <= code <= 999:
         raise ResponseError(f"status {code} cannot be a final response")
-    return parse_status(status_text(code))
+    status = parse_status(status_text(code))
+    if len(_ASGI_STATUS) < _CACHE_LIMIT:
+        _ASGI_STATUS[code] = status
+    return status
 
 
 def _check_headers(headers: list[tuple[str, str]]) -> tuple[bytes, int | None, bool, bool, bool]:

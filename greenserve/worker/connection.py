@@ -61,6 +61,7 @@ class Connection:
     TLS = False
 
     __slots__ = (
+        "asgi_scope",
         "base",
         "body",
         "body_error",
@@ -98,6 +99,9 @@ class Connection:
         self.remote = remote
         #: SERVER_NAME when the listener is a wildcard (0.0.0.0): the local address.
         self.server_name: str | None = None
+        #: The ASGI scope entries that are the same for every request on this
+        #: connection (made by the ASGI bridge on the first one).
+        self.asgi_scope: dict[str, Any] | None = None
         #: An io watcher that restarts the connection when its client speaks again.
         self.parked: Any = None
         self.idle_since = 0.0

@@ -125,3 +125,30 @@ def test_root_path(rooted):
     assert b(scope["raw_path"]) == "/api/scope/caf%C3%A9"
     assert b(scope["query_string"]) == "q=1"
     assert scope["path"] == "/api/scope/café"
+
+
+@pytest.fixture(scope="module")
+def behind_proxy(module_serve):
+    return module_serve("--single-process", "--forwarded-allow-ips", "127.0.0.1", "raw_app:app")
+
+
+def test_each_request_on_a_connection_gets_its_own_scope(behind_proxy):
+    """One keep-alive connection: proxy headers, method, path and headers apply to their request only."""
+    with socket.create_connection(behind_proxy.address, timeout=5) as sock:
+        reader = ResponseReader(sock)
+        client = sock.getsockname()
+        sock.sendall(
+            request_bytes("GET", "/scope/one?a=1", {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"})
+        )
+        first = json.loads(reader.read().body)
+        sock.sendall(request_bytes("POST", "/scope/two", {"X-Other": "2"}, body=b"xy"))
+        second = json.loads(reader.read().body)
+    assert (first["method"], first["path"], b(first["query_string"])) == ("GET", "/scope/one", "a=1")
+    assert first["client"][0] == "203.0.113.9"
+    assert first["scheme"] == "https"
+    assert (second["method"], second["path"], b(second["query_string"])) == ("POST", "/scope/two", "")
+    assert second["client"] == [client[0], client[1]]
+    assert second["scheme"] == "http"
+    assert second["body"] == "xy"
+    names = [b(name) for name, _ in second["headers"]]
+    assert "x-other" in names and "x-forwarded-for" not in names
