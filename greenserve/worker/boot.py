@@ -262,6 +262,22 @@ class _Controller:
             self.link.send(MSG_RETIRE)
 
 
+def freeze_startup_objects() -> None:
+    """Keep what start-up made (modules, the application, its routes) out of later collections.
+
+    Python's cyclic garbage collector walks every tracked object in a full
+    collection; a loaded Django or FastAPI app has hundreds of thousands, all
+    alive until the worker exits. With a thousand requests in flight, full
+    collections come every few hundred requests (measured: 4% of a worker's
+    instructions on bench asgi-sleep). Start-up garbage is collected first,
+    so nothing that is already unreachable is kept.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def format_stacks(frame: Any) -> str:
     """The stack that is blocking the hub (``frame``), then every other greenlet's."""
     import gc
@@ -354,6 +370,7 @@ def run(
             server.max_requests = controller.max_requests
             server.on_max_requests = controller.retire
         server.start()
+        freeze_startup_objects()
     except AppLoadError as exc:
         log.debug("application load traceback", exc_info=exc.__cause__ or exc)
         return fail_boot(link, str(exc), EXIT_APP_LOAD_ERROR)
