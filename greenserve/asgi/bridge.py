@@ -303,7 +303,7 @@ class HTTPExchange:
         #: The greenserve connection and parsed request (None under another server).
         self.connection = connection
         self.request = request
-        self.loop_thread = bridge.loop_thread
+        self.loop_thread = bridge._loop_thread or bridge.loop_thread
         self._inbox: deque = deque()
         #: Set while the greenlet waits for a message (a hub Waiter: no callback round).
         self._waiter: Waiter | None = None
@@ -520,14 +520,16 @@ class HTTPExchange:
                 self._disconnected = True
             if writing is not None:  # the client went away during this write
                 to_loop(_fail, writing, ClientDisconnected("the client went away"))
-            self._stop_watching()
+            if self._watcher is not None:
+                self._stop_watching()
             for kind, payload, future in inbox:
                 if future is not None:
                     to_loop(_resolve, future, {"type": "http.disconnect"} if kind == _NEED_BODY else None)
                 elif kind == _DONE and payload is not None and not isinstance(payload, ClientDisconnected):
                     log.error("ASGI application error (%s)", self._describe(), exc_info=payload)
             inbox.clear()
-            self._finish_receive()
+            if self._pending_receive is not None:
+                self._finish_receive()
 
     def _begin(self, start: dict[str, Any], first: bytes, more: bool) -> None:
         """WSGI mode: call start_response from ``http.response.start``."""

@@ -177,7 +177,7 @@ class _LeanTimerHandle(asyncio.TimerHandle):
 
 
 class _LeanLoop(asyncio.SelectorEventLoop):
-    """The selector loop with one Python call per ``call_soon`` and ``call_at`` instead of four.
+    """The selector loop with one Python call per ``call_soon`` (``_threadsafe``) and ``call_at``.
 
     asyncio's loop is pure Python: every callback it schedules goes through
     ``call_soon`` -> ``_check_closed`` -> ``_call_soon`` -> ``Handle.__init__`` ->
@@ -193,6 +193,16 @@ class _LeanLoop(asyncio.SelectorEventLoop):
             return super().call_soon(callback, *args, context=context)
         handle = _LeanHandle(callback, args, self, context)
         self._ready.append(handle)  # type: ignore[attr-defined]
+        return handle
+
+    def call_soon_threadsafe(  # type: ignore[override]
+        self, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.Handle:
+        if self._debug or self._closed:  # type: ignore[attr-defined]
+            return super().call_soon_threadsafe(callback, *args, context=context)
+        handle = _LeanHandle(callback, args, self, context)
+        self._ready.append(handle)  # type: ignore[attr-defined]
+        self._write_to_self()  # type: ignore[attr-defined]
         return handle
 
     def call_at(  # type: ignore[override]

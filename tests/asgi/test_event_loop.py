@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -111,3 +112,23 @@ def test_a_closed_loop_refuses_callbacks_and_timers(loop):
         loop.call_soon(print)
     with pytest.raises(RuntimeError, match="closed"):
         loop.call_later(1, print)
+
+
+def test_call_soon_threadsafe_wakes_a_waiting_loop(loop):
+    """What greenlets use to hand work to the loop thread: the loop wakes at once."""
+    got: list[str] = []
+
+    def other_thread() -> None:
+        time.sleep(0.05)
+        loop.call_soon_threadsafe(got.append, "woken")
+        loop.call_soon_threadsafe(loop.stop)
+
+    safety = loop.call_later(5, loop.stop)
+    thread = threading.Thread(target=other_thread)
+    started = time.monotonic()
+    thread.start()
+    loop.run_forever()
+    thread.join(5)
+    safety.cancel()
+    assert got == ["woken"]
+    assert time.monotonic() - started < 2

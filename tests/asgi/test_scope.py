@@ -137,9 +137,8 @@ def test_each_request_on_a_connection_gets_its_own_scope(behind_proxy):
     with socket.create_connection(behind_proxy.address, timeout=5) as sock:
         reader = ResponseReader(sock)
         client = sock.getsockname()
-        sock.sendall(
-            request_bytes("GET", "/scope/one?a=1", {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"})
-        )
+        proxied = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+        sock.sendall(request_bytes("GET", "/scope/one?a=1", proxied))
         first = json.loads(reader.read().body)
         sock.sendall(request_bytes("POST", "/scope/two", {"X-Other": "2"}, body=b"xy"))
         second = json.loads(reader.read().body)
