@@ -364,6 +364,17 @@ class Config:
         metavar="N",
         help="Add a random 0..N to --max-requests per worker, so workers do not all retire at once.",
     )
+    gc_threshold: int = setting(
+        10_000,
+        flags=["--gc-threshold"],
+        section="Worker processes",
+        parse=_number(int, 0, 2**31),
+        metavar="N",
+        help="Once a worker is ready, set Python's first-generation garbage-collection "
+        "threshold to N (Python's own is 700), unless the application set one itself. With "
+        "many requests in flight, 700 runs a collection every few requests that finds nothing "
+        "to free. 0 leaves the interpreter's setting alone.",
+    )
     preload: bool = setting(
         False,
         flags=["--preload"],
