@@ -289,6 +289,13 @@ class Connection:
         # the keep-alive timeout between requests.
         idle_timeout = server.header_timeout
         between_requests = False
+        # After a response, a client sends its next request only once it has
+        # read that response: on a plain socket, wait until it is readable
+        # instead of a recv(2) that would fail with EAGAIN and raise (gevent's
+        # own wait, the one its recv() makes after EAGAIN; TLS may have bytes
+        # buffered in the SSL object, so it always reads first).
+        wait_readable = None if self.TLS else getattr(sock, "_wait", None)
+        read_event = getattr(sock, "_read_event", None)
         while True:
             if not events:
                 if server.stopping:
@@ -302,6 +309,8 @@ class Connection:
                 self.idle_since = now
                 self.deadline = now + idle_timeout
                 try:
+                    if between_requests and wait_readable is not None:
+                        wait_readable(read_event)
                     data = sock.recv(RECV_SIZE)
                 except OSError:
                     self.idle = False
