@@ -159,13 +159,7 @@ class _LeanTimerHandle(asyncio.TimerHandle):
     def __init__(
         self, when: float, callback: Callable[..., Any], args: tuple, loop: Any, context: Any = None
     ) -> None:
-        self._context = contextvars.copy_context() if context is None else context
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._cancelled = False
-        self._repr = None
-        self._source_traceback = None
+        _LeanHandle.__init__(self, callback, args, loop, context)  # type: ignore[arg-type]  # same slots
         self._when = when
         self._scheduled = False
 
