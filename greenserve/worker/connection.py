@@ -151,14 +151,32 @@ class Connection:
             pass
 
     def close_idle(self) -> None:
-        """End an idle connection: wake its recv with EOF, or drop it if parked."""
+        """End an idle connection: wake its wait with EOF, or drop it if parked.
+
+        Unless the client's next request has already arrived (it raced with
+        this close): closing a socket with unread bytes resets it, and the
+        client would lose that request. The connection's greenlet serves it
+        instead, with ``Connection: close`` when the server is stopping.
+        """
         if self.parked is not None:
             self._drop_parked()
+            return
+        if self._request_waiting():
             return
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def _request_waiting(self) -> bool:
+        """Bytes from the client wait in the socket (peeked, not read: never blocks)."""
+        raw = getattr(self.sock, "_sock", None)  # the non-blocking socket under gevent's
+        if raw is None:
+            return False
+        try:
+            return bool(raw.recv(1, socket.MSG_PEEK))
+        except OSError:  # nothing yet (EAGAIN), or the socket is gone: close as planned
+            return False
 
     def expire(self, deadline: float) -> None:
         """Called by the reaper in the hub: interrupt the wait if it is still the same one."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 
 import gevent
@@ -569,3 +570,36 @@ def test_parked_connections_make_room(harness):
                 sock.close()
 
     assert run_in_thread(client).endswith(b"/third")
+
+
+def test_graceful_shutdown_serves_a_request_that_raced_with_closing_idle_connections(harness):
+    """The next request is in the socket but not read yet when the shutdown closes idle connections.
+
+    Closing a socket with unread bytes resets it: the client would lose a request
+    it had already sent. The hub is held (this thread blocks) while the client
+    sends, so the connection is still idle, its request unread, at shutdown.
+    """
+    h = harness(make_app())
+    first_done, go, sent = threading.Event(), threading.Event(), threading.Event()
+
+    def client():
+        with h.connect() as sock:
+            reader = ResponseReader(sock)
+            sock.sendall(request_bytes("GET", "/first"))
+            first = reader.read()
+            first_done.set()
+            go.wait(5)
+            sock.sendall(request_bytes("GET", "/second"))
+            sent.set()
+            second = reader.read()
+            return first.status, second.status, second.getheader("Connection"), reader.at_eof()
+
+    thread = start_in_thread(client)
+    while not first_done.is_set():
+        gevent.sleep(0.01)
+    gevent.sleep(0.05)  # the connection goes back to waiting for the next request: idle
+    go.set()
+    assert sent.wait(5)  # blocks the hub: the server cannot read the second request yet
+    time.sleep(0.05)
+    assert h.server.shutdown(5)
+    assert join_serving(*thread) == (200, 200, "close", True)
