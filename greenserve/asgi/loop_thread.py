@@ -194,9 +194,8 @@ class _LeanLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.Handle:
         if self._debug or self._closed:  # type: ignore[attr-defined]
             return super().call_soon_threadsafe(callback, *args, context=context)
-        handle = _LeanHandle(callback, args, self, context)
-        self._ready.append(handle)  # type: ignore[attr-defined]
-        self._write_to_self()  # type: ignore[attr-defined]
+        handle = self.call_soon(callback, *args, context=context)
+        self._write_to_self()  # type: ignore[attr-defined]  # wake the loop's select()
         return handle
 
     def call_at(  # type: ignore[override]
