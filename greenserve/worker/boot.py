@@ -291,7 +291,6 @@ def tune_garbage_collector(threshold: int) -> None:
 
 def format_stacks(frame: Any) -> str:
     """The stack that is blocking the hub (``frame``), then every other greenlet's."""
-    import gc
     import traceback
 
     from greenlet import greenlet
