@@ -122,6 +122,7 @@ def finish_head(
     for name, value in headers:
         if len(name) + len(value) > field_size:
             raise ProtocolError(431, f"header field {name[:40]!r} too large")
+        # Both parsers lower-case names already; the framing checks do not rely on it.
         kind = _SPECIAL.get(name.lower())
         if kind is None:
             continue
