@@ -316,8 +316,8 @@ class Connection:
         read_event = getattr(sock, "_read_event", None)
         while True:
             if not events:
-                if server.stopping:
-                    return False
+                if server.stopping and not self._request_waiting():
+                    return False  # a request already sent is served (see close_idle)
                 # Idle means between two requests: a new connection's first
                 # request is on its way and must not be cut (shutdown, full pool).
                 self.idle = between_requests

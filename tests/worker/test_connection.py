@@ -603,3 +603,29 @@ def test_graceful_shutdown_serves_a_request_that_raced_with_closing_idle_connect
     time.sleep(0.05)
     assert h.server.shutdown(5)
     assert join_serving(*thread) == (200, 200, "close", True)
+
+
+def test_a_request_sent_before_a_graceful_stop_reaches_its_connection(pair):
+    """A connection accepted just before the stop, its greenlet not yet run, its request sent.
+
+    Closing it unread would reset the client's connection (CI saw it during a
+    USR2 upgrade under load): the request is served, with ``Connection: close``.
+    """
+    p = pair(make_app())  # the connection's greenlet is spawned, not yet run
+    p.client.sendall(request_bytes("GET", "/late"))
+    p.server.stop_accepting()
+
+    def client():
+        reader = ResponseReader(p.client)
+        response = reader.read()
+        return response.status, response.body, response.getheader("Connection"), reader.at_eof()
+
+    assert run_in_thread(client) == (200, b"/late", "close", True)
+
+
+def test_a_connection_without_a_request_closes_at_once_on_a_graceful_stop(pair):
+    p = pair(make_app())
+    p.server.stop_accepting()
+    p.conn.greenlet.join(2)
+    assert p.conn.greenlet.dead
+    assert run_in_thread(lambda: read_until_close(p.client, 2)) == (b"", True)
