@@ -156,12 +156,13 @@ class Connection:
         Unless the client's next request has already arrived (it raced with
         this close): closing a socket with unread bytes resets it, and the
         client would lose that request. The connection's greenlet serves it
-        instead, with ``Connection: close`` when the server is stopping.
+        instead (a parked one: the greenlet its watcher starts), with
+        ``Connection: close`` when the server is stopping.
         """
+        if self._request_waiting():
+            return
         if self.parked is not None:
             self._drop_parked()
-            return
-        if self._request_waiting():
             return
         try:
             self.sock.shutdown(socket.SHUT_RDWR)

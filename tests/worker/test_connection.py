@@ -629,3 +629,21 @@ def test_a_connection_without_a_request_closes_at_once_on_a_graceful_stop(pair):
     p.conn.greenlet.join(2)
     assert p.conn.greenlet.dead
     assert run_in_thread(lambda: read_until_close(p.client, 2)) == (b"", True)
+
+
+def test_a_parked_connection_whose_request_raced_with_the_shutdown_is_served(harness):
+    h = harness(make_app(), park_after=0.1, keep_alive=30)
+    sock = run_in_thread(h.connect)
+    try:
+        sock.sendall(request_bytes("GET", "/x"))
+        reader = ResponseReader(sock)
+        run_in_thread(reader.read)
+        gevent.sleep(0.6)
+        assert _parked(h) == 1
+        sock.sendall(request_bytes("GET", "/raced"))  # the hub is not running: not read yet
+        time.sleep(0.05)
+        assert h.server.shutdown(5)
+        response = run_in_thread(reader.read)
+        assert (response.status, response.body, response.getheader("Connection")) == (200, b"/raced", "close")
+    finally:
+        sock.close()
