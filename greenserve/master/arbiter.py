@@ -211,7 +211,10 @@ class Arbiter:
             if listener.is_unix:
                 own.append(listener)
                 continue
-            own.extend(create_listeners([listener.bind_spec()], backlog=self.config.backlog, reuse_port=True))
+            spec = [listener.bind_spec()]
+            for mine in create_listeners(spec, backlog=self.config.backlog, reuse_port=True):
+                mine.per_worker = True
+                own.append(mine)
         return own
 
     def _preload(self) -> None:

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from greenserve.worker.wsgi import WSGIResponse
+    from greenserve.protocol.exchange import Exchange as WSGIResponse
 
 
 def _basic_auth_user(environ: dict[str, Any]) -> str:

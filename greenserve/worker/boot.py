@@ -175,7 +175,7 @@ class _Controller:
             self.quick(signum)
             return
         self.draining = True
-        busy = sum(1 for conn in self.server.connections if not conn.idle)
+        busy = self.server.busy_connections()
         name = signal.Signals(signum).name if signum else "stop"
         log.info(
             "Worker %d: %s: graceful shutdown, waiting up to %g s for %d connection(s) in progress",
