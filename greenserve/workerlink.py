@@ -26,6 +26,8 @@ import mmap
 import os
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Any
 
 MSG_READY = b"R"
 MSG_RETIRE = b"Q"
@@ -180,3 +182,33 @@ class LoadBoard:
     def close(self) -> None:
         self._counts.release()
         self._map.close()
+
+
+@dataclass
+class WorkerStart:
+    """Everything a forked worker gets from its master: plain values, no master code.
+
+    The master builds one in the child right after ``fork()`` and passes it to
+    the worker's entry point, which it names by import string
+    (``greenserve.worker.entry:main``).
+    """
+
+    config: Any  # greenserve.config.Config
+    #: The master's listening sockets (the worker may bind its own with --reuse-port).
+    listeners: list[Any]
+    link: WorkerLink
+    #: The master's record of this worker, passed to hooks as ``worker``.
+    worker: Any
+    #: What hooks receive as ``server``/``arbiter`` (gunicorn's signature: post_fork(server, worker)).
+    hook_server: Any
+    master_pid: int
+    uid: int | None
+    gid: int | None
+    proc_title: str
+    #: Signals the master blocked around fork(), to unblock once the child set its own handlers.
+    unblock_signals: tuple[int, ...]
+    multiprocess: bool
+    #: The application when the master imported it (--preload).
+    preloaded_app: Any = None
+    board: LoadBoard | None = None
+    board_slot: int = -1

@@ -1,9 +1,11 @@
 """A worker's life: patch with gevent, load the application, serve, drain.
 
-The same code runs in a forked worker and in single-process mode (and so on
-Windows). gevent patches the standard library first, before the application
-is imported, so everything the application imports gets cooperative sockets,
-ssl, locks and ``time.sleep``.
+The same code runs in a forked worker (after greenserve/worker/entry.py) and
+in single-process mode (and so on Windows). gevent patches the standard
+library first, before the application is imported, so everything the
+application imports gets cooperative sockets, ssl, locks and ``time.sleep``.
+Importing gevent itself patches nothing, so this module imports it at once;
+the master never imports this module.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import gevent
+from gevent import monkey
+
 from greenserve import compat, hooks
 from greenserve.config import Config
 from greenserve.errors import (
@@ -27,7 +32,7 @@ from greenserve.errors import (
     BootError,
 )
 from greenserve.sockets import Listener
-from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, WorkerLink
+from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, LoadBoard, WorkerLink
 
 log = logging.getLogger("greenserve.error")
 
@@ -38,8 +43,6 @@ _GC_THRESHOLDS_AT_START = gc.get_threshold()
 
 def patch() -> None:
     """``gevent.monkey.patch_all()``, once per process."""
-    from gevent import monkey
-
     if not monkey.is_module_patched("socket"):
         monkey.patch_all()
 
@@ -104,8 +107,6 @@ def before_dropping_privileges(config: Config) -> Any:
     first; the application is imported after the drop.
     """
     patch()
-    import gevent
-
     import greenserve.worker.accesslog
     import greenserve.worker.server  # noqa: F401
     from greenserve.protocol.parser import head_parser_class
@@ -122,6 +123,8 @@ def build_server(
     *,
     multiprocess: bool,
     ssl_context: Any = None,
+    board: LoadBoard | None = None,
+    board_slot: int = -1,
 ) -> Any:
     from greenserve.worker.accesslog import AccessLog
     from greenserve.worker.server import WorkerServer
@@ -136,6 +139,8 @@ def build_server(
         multiprocess=multiprocess,
         access_log=access,
         ssl_context=ssl_context,
+        board=board,
+        board_slot=board_slot,
     )
 
 
@@ -164,8 +169,6 @@ class _Controller:
         self.max_requests = getattr(worker, "max_requests", 0) if link is not None else 0
 
     def graceful(self, signum: int | None = None) -> None:
-        import gevent
-
         if self.draining:
             if self.link is not None and signum == signal.SIGTERM:
                 # systemd (KillMode=control-group), dumb-init and `kill -TERM -PGID`
@@ -190,8 +193,6 @@ class _Controller:
         gevent.spawn(self.server.shutdown, self.config.graceful_timeout)
 
     def quick(self, signum: int | None = None) -> None:
-        import gevent
-
         name = signal.Signals(signum).name if signum else "stop"
         log.info("Worker %d: %s: quick shutdown", os.getpid(), name)
         self.draining = True
@@ -211,8 +212,6 @@ class _Controller:
         if hasattr(signal, "SIGQUIT"):
             quick.append(signal.SIGQUIT)
         if compat.POSIX:
-            import gevent
-
             from greenserve import logs
 
             for signum in graceful:
@@ -225,8 +224,6 @@ class _Controller:
             # Not through the hub: when --timeout fires, the hub is what is stuck.
             signal.signal(signal.SIGABRT, _dump_and_exit)
             return
-        import gevent  # pragma: no cover - exercised by the Windows CI job
-
         hub = gevent.get_hub()  # pragma: no cover
 
         def deliver(callback: Callable[[int], None]) -> Callable[[int, Any], None]:  # pragma: no cover
@@ -240,8 +237,6 @@ class _Controller:
 
     def supervise(self) -> None:
         """Greenlet: heartbeats, master liveness, --max-requests."""
-        import gevent
-
         link = self.link
         assert link is not None
         interval = max(0.05, min(1.0, self.config.timeout / 4)) if self.config.timeout else 1.0
@@ -355,6 +350,8 @@ def run(
     master_pid: int | None = None,
     on_ready: Callable[[Any], None] | None = None,
     ssl_context: Any = None,
+    board: LoadBoard | None = None,
+    board_slot: int = -1,
 ) -> int:
     """Patch, load, serve until a stop signal; returns the process exit code.
 
@@ -370,7 +367,15 @@ def run(
         if app is None:
             app = load_application(config)
         app, lifespan = prepare_asgi(config, app)
-        server = build_server(config, app, listeners, multiprocess=multiprocess, ssl_context=ssl_context)
+        server = build_server(
+            config,
+            app,
+            listeners,
+            multiprocess=multiprocess,
+            ssl_context=ssl_context,
+            board=board,
+            board_slot=board_slot,
+        )
         server.worker = worker
         controller = _Controller(server, config, link, worker, master_pid)
         controller.install()
@@ -397,8 +402,6 @@ def run(
         config.worker_connections,
     )
     if link is not None:
-        import gevent
-
         link.beat()  # fresh before the master starts checking (loading the app may have been slow)
         link.send(MSG_READY)
         gevent.spawn(controller.supervise)

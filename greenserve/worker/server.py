@@ -238,6 +238,8 @@ class WorkerServer:
             self._listening.append((listener, gsock, base))
             self._acceptors.append(gevent.spawn(self._accept_loop, listener, gsock, base))
         self._reaper = gevent.spawn(self._reap)
+        if self.board is not None:
+            self.board.publish(self.board_slot, len(self.connections))  # accepting from now on
 
     def _reap(self) -> None:
         """Interrupt client waits that overran their deadline (see connection.py); park idle ones."""
