@@ -51,7 +51,7 @@ def run(config: Config) -> int:
             drop_privileges(*resolve_ids(config.user, config.group))  # after binding: low ports work
         from greenserve.worker import boot
 
-        return boot.run(config, listeners, multiprocess=False)
+        return boot.run(config, listeners, multiprocess=False, sole_listener=True)
     except BootError as exc:
         log.error("%s", exc)
         return exc.exit_code

@@ -52,7 +52,7 @@ from greenserve.master.process import (
 )
 from greenserve.privileges import resolve_ids
 from greenserve.proctitle import set_proc_title
-from greenserve.sockets import Listener, adopt_fd, close_listeners, create_listeners
+from greenserve.sockets import Listener, adopt_fd, close_listeners, create_listeners, stop_queueing
 from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, LoadBoard, WorkerLink, parse_messages
 
 log = logging.getLogger("greenserve.error")
@@ -376,6 +376,13 @@ class Arbiter:
     def stop_workers(self, graceful: bool) -> None:
         if not self.stopping:
             systemd.notify("STOPPING=1")
+            if not self._new_master_alive() and not (
+                self._parent_master and pidfile.is_alive(self._parent_master)
+            ):
+                # The whole server stops (no other master shares the sockets):
+                # let the workers empty the queues without new arrivals to reset.
+                for listener in self.listeners:
+                    stop_queueing(listener)
             # The workers close their copies of the listening sockets as they
             # drain; with the master's closed too, new clients are refused at
             # once instead of waiting in a backlog nobody accepts from. (A

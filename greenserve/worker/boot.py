@@ -352,6 +352,7 @@ def run(
     ssl_context: Any = None,
     board: LoadBoard | None = None,
     board_slot: int = -1,
+    sole_listener: bool = False,
 ) -> int:
     """Patch, load, serve until a stop signal; returns the process exit code.
 
@@ -377,6 +378,7 @@ def run(
             board_slot=board_slot,
         )
         server.worker = worker
+        server.sole_listener = sole_listener
         controller = _Controller(server, config, link, worker, master_pid)
         controller.install()
         hooks.notify(hooks.PostWorkerInit(worker))

@@ -259,8 +259,21 @@ class Connection:
         ):
             self.greenlet.throw(_Park())
 
+    def wait_parked(self, timeout: float) -> None:
+        """A new connection whose client has sent nothing yet: wait for it without a greenlet.
+
+        Most clients send their request with the connection; the few that do
+        not (a browser's speculative connection, a slow client, a flood of
+        silent connections) cost a socket and a watcher until they speak, and
+        are the first to go when the pool is full.
+        """
+        now = monotonic()
+        self.waiting_since = now
+        self.deadline = now + timeout
+        self._park()
+
     def _park(self) -> None:
-        """In the connection's greenlet, which then ends."""
+        """In the connection's greenlet, which then ends (or for a new connection, see wait_parked)."""
         watcher = self.server.hub_loop.io(self.sock.fileno(), 1)
         self.parked = watcher
         self.greenlet = None

@@ -37,7 +37,7 @@ from greenserve.protocol.exchange import ExchangeSettings
 from greenserve.protocol.parser import RequestParser, head_parser_class
 from greenserve.protocol.proxy import ProxyPolicy
 from greenserve.protocol.response import date_line, server_line
-from greenserve.sockets import Listener
+from greenserve.sockets import Listener, stop_queueing
 from greenserve.worker.connection import BUSY, WAIT_HEAD, WAIT_REQUEST, Connection
 from greenserve.worker.wsgi import FileWrapper
 from greenserve.workerlink import LoadBoard
@@ -49,7 +49,7 @@ PARK_AFTER = 2.0
 #: A connection that has sent no complete request yet can be evicted (pool full) after this long.
 #: Long enough for a real client's request to follow its connection (it normally
 #: arrives with it), short enough that thousands of silent ones cycle quickly.
-SILENT_GRACE = 0.1
+SILENT_GRACE = 0.05
 #: Silent connections closed in one pass when the pool is full (each pass scans the pool once).
 EVICT_BATCH = 32
 #: When a worker stops, a keep-alive connection idle this long is closed; one less idle waits
@@ -153,6 +153,8 @@ class WorkerServer:
         #: callables ``(connection, first_bytes) -> bytes for HTTP/1.1, or None``.
         self.prefaces: tuple[Callable[[Connection, bytes], bytes | None], ...] = ()
         self.drain_grace = min(DRAIN_GRACE, config.graceful_timeout)
+        #: This process alone holds the listeners (single-process mode): quiesce them on stop.
+        self.sole_listener = False
         #: Where this worker tells its siblings how many connections it holds (None: alone).
         self.board = board
         self.board_slot = board_slot
@@ -284,20 +286,30 @@ class WorkerServer:
         # Workers sharing this socket share its clients (their own --reuse-port sockets they don't).
         board = self.board if self.board is not None and not listener.per_worker else None
         while not self.stopping:
-            try:
-                wait_read(fileno)
-            except OSError:  # the listener was closed: stopping
-                return
-            if board is not None and self._leave_to_others(board, fileno):
-                continue
-            if len(connections) >= self.max_connections and not self._make_room(fileno):
-                if self.stopping:
+            # Accept without waiting first when a client is already there (bursts
+            # go back to back); wait for one when there is none, or when this
+            # worker may have to leave it to another or make room for it.
+            if (len(connections) >= self.max_connections) or (
+                board is not None and board.fewest_elsewhere(self.board_slot) < len(connections)
+            ):
+                try:
+                    wait_read(fileno)
+                except OSError:  # the listener was closed: stopping
                     return
-                continue  # another worker took the client meanwhile
+                if board is not None and self._leave_to_others(board, fileno):
+                    continue
+                if len(connections) >= self.max_connections and not self._make_room(fileno):
+                    if self.stopping:
+                        return
+                    continue  # another worker took the client meanwhile
             try:
                 client, address = gsock.accept()
             except BlockingIOError:
-                continue  # another worker was quicker
+                try:
+                    wait_read(fileno)  # nobody waits (or another worker was quicker)
+                except OSError:
+                    return
+                continue
             except OSError as exc:
                 if self.stopping:
                     return
@@ -316,11 +328,15 @@ class WorkerServer:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # pragma: no cover - the peer is already gone
                 pass
+        silent = _nothing_received(client)
         conn = self._connection(listener, client, address, tls, base)
         self.connections.add(conn)
         if self.board is not None:
             self.board.publish(self.board_slot, len(self.connections))
-        conn.greenlet = self.spawn(conn.run)
+        if silent:
+            conn.wait_parked(self.drain_grace if self.stopping else self.header_timeout)
+        else:
+            conn.greenlet = self.spawn(conn.run)
 
     def _leave_to_others(self, board: LoadBoard, fileno: int) -> bool:
         """A client waits: leave it to a less loaded worker for a moment. True if one took it.
@@ -452,10 +468,14 @@ class WorkerServer:
         if self.board is not None:
             self.board.publish(self.board_slot, LoadBoard.NOT_ACCEPTING)
         self._room.set()
-        for acceptor in self._acceptors:
-            acceptor.kill(block=False)
+        # The acceptors' waits must end first: gevent defers closing a descriptor
+        # something waits on to its next loop iteration, and a client arriving
+        # in between would be reset.
+        gevent.killall(self._acceptors, block=True, timeout=1.0)
         for listener, gsock, base in self._listening:
             if take_queued:
+                if self.sole_listener or listener.per_worker:
+                    stop_queueing(listener, gsock)
                 self._take_queued(listener, gsock, base)
             try:
                 gsock.close()
@@ -501,7 +521,7 @@ class WorkerServer:
         for conn in list(self.connections):
             if conn.waiting != WAIT_REQUEST:
                 continue
-            if conn.waiting_since <= close_before or conn.parked is not None:
+            if conn.waiting_since <= close_before:
                 conn.close_waiting()
             elif conn.deadline:
                 conn.deadline = min(conn.deadline, conn.waiting_since + grace)
@@ -518,6 +538,17 @@ class WorkerServer:
         if self._reaper is not None:
             self._reaper.kill(block=False)
         self._stopped.set()
+
+
+def _nothing_received(client: Any) -> bool:
+    """Whether a just-accepted client has sent nothing yet (a peek that never blocks)."""
+    try:
+        client._sock.recv(1, socket.MSG_PEEK)  # data, or EOF: served (or closed) at once
+    except BlockingIOError:
+        return True
+    except (OSError, AttributeError):
+        pass
+    return False
 
 
 def _waiting_since(conn: Connection) -> float:
