@@ -75,7 +75,7 @@ class HttptoolsHeadParser:
         try:
             self._parser.feed_data(head)
         except _HttpParserUpgrade:
-            pass  # llhttp stops after an upgrade request; the rules have run
+            self._complete = False  # llhttp stops after an upgrade request (a fresh one next time)
         except _HttpParserCallbackError as exc:
             cause = exc.__context__  # what finish_head raised
             if isinstance(cause, ProtocolError):
