@@ -11,6 +11,8 @@ import json
 import socket
 import threading
 import time
+import warnings
+from wsgiref.validate import WSGIWarning, validator
 
 import gevent
 import pytest
@@ -114,6 +116,42 @@ def test_http10_closes(harness):
     assert closed
     assert data.endswith(b"/old")
     assert b"Connection: close" in data
+
+
+def test_options_asterisk_passes_wsgiref_validate(harness, backend):
+    """OPTIONS * reaches a validated application: PATH_INFO is '', RAW_URI and REQUEST_URI '*'.
+
+    wsgiref.validate asserts that PATH_INFO is empty or starts with '/' (and
+    checks the rest of the environ, start_response and the iterable's close()).
+    """
+    seen: list[dict] = []
+    keys = ("PATH_INFO", "RAW_URI", "REQUEST_URI", "QUERY_STRING")
+
+    def inner(environ, start_response):
+        seen.append({key: environ.get(key) for key in keys})
+        headers = [("Content-Type", "text/plain"), ("Allow", "GET, HEAD, OPTIONS")]
+        start_response("200 OK", headers)
+        return [environ["REQUEST_METHOD"].encode()]
+
+    h = harness(validator(inner), http=backend)
+
+    def client():
+        with h.connect() as sock:
+            sock.sendall(request_bytes("OPTIONS", "*") + request_bytes("GET", "/after?x=1"))
+            reader = ResponseReader(sock)
+            first = reader.read("OPTIONS")
+            second = reader.read()
+            return (first.status, first.getheader("Allow"), first.body), (second.status, second.body)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)  # a validator warning fails the request (500)
+        first, second = run_in_thread(client)
+    assert first == (200, "GET, HEAD, OPTIONS", b"OPTIONS")
+    assert second == (200, b"GET")
+    assert seen == [
+        {"PATH_INFO": "", "RAW_URI": "*", "REQUEST_URI": "*", "QUERY_STRING": ""},
+        {"PATH_INFO": "/after", "RAW_URI": "/after?x=1", "REQUEST_URI": "/after?x=1", "QUERY_STRING": "x=1"},
+    ]
 
 
 # -- pipelining ---------------------------------------------------------------------
