@@ -90,8 +90,20 @@ def resolve_ids(user: str, group: str) -> tuple[int | None, int | None]:
     return uid, gid
 
 
-def drop_privileges(uid: int | None, gid: int | None) -> None:
-    if gid is not None and gid != os.getgid():
+def drop_privileges(uid: int | None, gid: int | None, initgroups: bool = False) -> None:
+    """Switch to ``uid``/``gid``; with ``initgroups``, keep every group the user is a member of.
+
+    Without it the supplementary groups are only ``gid``: the workers must
+    not keep the master's (root's) groups.
+    """
+    if initgroups and uid is not None:
+        import pwd
+
+        name = pwd.getpwuid(uid).pw_name
+        os.initgroups(name, os.getgid() if gid is None else gid)
+        if gid is not None and gid != os.getgid():
+            os.setgid(gid)
+    elif gid is not None and gid != os.getgid():
         os.setgroups([gid])
         os.setgid(gid)
     if uid is not None and uid != os.getuid():
@@ -117,7 +129,7 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
         hooks.notify(hooks.PostFork(arbiter, worker))  # as gunicorn: before patching and --user
         ssl_context = boot.before_dropping_privileges(config)
         listeners = arbiter.listeners_for_worker()  # --reuse-port may bind port 443 here
-        drop_privileges(arbiter.uid, arbiter.gid)
+        drop_privileges(arbiter.uid, arbiter.gid, config.initgroups)
     except BootError as exc:
         return boot.fail_boot(worker.link, str(exc), EXIT_BOOT_ERROR)
     except Exception as exc:  # a failing hook must not become a respawn loop
