@@ -25,4 +25,11 @@ def test_unwritable_location_is_a_boot_error(tmp_path: Path) -> None:
         pidfile.write(str(path))
     assert str(info.value) == f"pidfile {path}: No such file or directory"
     assert info.value.exit_code == EXIT_BOOT_ERROR
-    assert list(tmp_path.iterdir()) == [] or not (tmp_path / "missing").exists()
+
+
+def test_failed_replace_leaves_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    target.mkdir()  # a directory where the pidfile should be: the final rename fails
+    with pytest.raises(BootError, match=f"pidfile {target}: "):
+        pidfile.write(str(target))
+    assert [path.name for path in tmp_path.iterdir()] == ["run"]
