@@ -25,6 +25,7 @@ from typing import Any
 
 from greenserve.config import SETTINGS, Config, env_name, from_environ, from_mapping, suggest
 from greenserve.errors import ConfigError
+from greenserve.migration import explain_name
 
 DEFAULT_CONFIG_FILE = "greenserve.conf.py"
 #: The module name a configuration file runs as.
@@ -50,10 +51,13 @@ def read_python_config(path: str) -> dict[str, Any]:
         if getattr(value, "__module__", CONFIG_MODULE) != CONFIG_MODULE and name not in SETTINGS:
             continue  # imported, not defined here: `from x import y` is not a setting
         if name not in SETTINGS:
-            raise ConfigError(
-                f"{path}: unknown setting {name!r}{suggest(name)} "
-                "(prefix helper names with '_' to keep them out of the settings)"
+            # A gunicorn setting is not a helper: its own explanation is enough.
+            helper = (
+                ""
+                if explain_name(name)
+                else " (prefix helper names with '_' to keep them out of the settings)"
             )
+            raise ConfigError(f"{path}: unknown setting {name!r}{suggest(name)}{helper}")
         values[name] = value
     return values
 

@@ -348,3 +348,25 @@ def test_resolve_with_sources_agrees_with_resolve(project: Path) -> None:
 def test_gather_reports_the_source_of_a_bad_value(project: Path) -> None:
     with pytest.raises(ConfigError, match="GREENSERVE_BACKLOG"):
         gather({}, environ={"GREENSERVE_BACKLOG": "many"}, cwd=str(project))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "keepalive = 3\n",
+            "unknown setting 'keepalive' (did you mean 'keep_alive'? 'keepalive' is gunicorn's name)",
+        ),
+        (
+            "threads = 4\n",
+            "unknown setting 'threads' (greenserve runs each request in a greenlet: threads has no",
+        ),
+        ("daemon = True\n", "unknown setting 'daemon' (greenserve does not daemonize"),
+    ],
+)
+def test_gunicorn_conf_names_are_explained(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path / "gunicorn_style.py", text)
+    with pytest.raises(ConfigError) as info:
+        read_python_config(path)
+    assert expected in str(info.value)
+    assert "prefix helper names" not in str(info.value)
