@@ -10,6 +10,7 @@ where, which the worker turns into exit code 4.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import importlib
 import inspect
@@ -71,15 +72,22 @@ def _dotted(node: ast.AST, spec: str) -> list[str]:
 
 def _library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(the standard library and greenserve, installed packages): code that is not the user's."""
-    paths = sysconfig.get_paths()
-    own = [paths.get("stdlib", ""), paths.get("platstdlib", ""), os.path.dirname(os.path.abspath(__file__))]
-    installed = [paths.get("purelib", ""), paths.get("platlib", "")]
     try:
+        paths = sysconfig.get_paths()
+    except Exception:  # noqa: BLE001 - e.g. _sysconfigdata unreadable after --user: fall back
+        paths = {}
+    own = [
+        os.path.dirname(os.__file__),
+        paths.get("stdlib", ""),
+        paths.get("platstdlib", ""),
+        os.path.dirname(os.path.abspath(__file__)),
+    ]
+    installed = [paths.get("purelib", ""), paths.get("platlib", "")]
+    with contextlib.suppress(Exception):
         installed += site.getsitepackages()
-    except AttributeError:  # pragma: no cover - a virtualenv's old site.py
-        pass
-    if site.ENABLE_USER_SITE:
-        installed.append(site.getusersitepackages())
+    with contextlib.suppress(Exception):
+        if site.ENABLE_USER_SITE:
+            installed.append(site.getusersitepackages())
 
     def prefixes(dirs: list[str]) -> tuple[str, ...]:
         found = set()
@@ -130,8 +138,16 @@ def user_frame(exc: BaseException) -> traceback.FrameSummary | None:
 
 def _where(exc: BaseException) -> str:
     """`` (file.py:12)``: where in the application's own code ``exc`` was raised."""
-    frame = user_frame(exc)
-    return f" ({_display_path(frame.filename)}:{frame.lineno})" if frame is not None else ""
+    frame = _quietly(user_frame, exc)
+    return f" ({_display_path(frame.filename)}:{frame.lineno})" if frame else ""
+
+
+def _quietly(hint: Callable[..., Any], *args: Any) -> Any:
+    """A hint for an error message; if finding it fails, no hint rather than a new error."""
+    try:
+        return hint(*args)
+    except Exception:  # noqa: BLE001 - the error being reported matters, not the hint
+        return ""
 
 
 def _drive_path(module: str, rest: str) -> bool:
@@ -304,7 +320,7 @@ def load_app(spec: str) -> Callable:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise AppLoadError(
                 f"cannot import {module_name!r}: no module named {exc.name!r}"
-                f"{_unreadable_hint() or _elsewhere_hint(module_name)}"
+                f"{_quietly(_unreadable_hint) or _quietly(_elsewhere_hint, module_name)}"
             ) from exc
         raise AppLoadError(
             f"cannot import {module_name!r}: {type(exc).__name__}: {exc}{_where(exc)}"
@@ -321,7 +337,7 @@ def load_app(spec: str) -> Callable:
         try:
             obj = getattr(obj, name)
         except AttributeError:
-            hint = _attribute_hint(obj, module_name, path, index)
+            hint = _quietly(_attribute_hint, obj, module_name, path, index)
             raise AppLoadError(f"module {module_name!r} has no attribute {'.'.join(path)!r}{hint}") from None
 
     if call is not None:

@@ -463,7 +463,11 @@ def test_windows_file_path(project: Path) -> None:
             "(the default when no ':attribute' is given); it has 'app': try 'gs_hint_app:app'",
         ),
         ("def create_app():\n    return None\n", "gs_hint_factory", "try 'gs_hint_factory:create_app()'"),
-        ("def application(e, s):\n    return []\n", "gs_hint_typo:aplication", "try 'gs_hint_typo:application'"),
+        (
+            "def application(e, s):\n    return []\n",
+            "gs_hint_typo:aplication",
+            "try 'gs_hint_typo:application'",
+        ),
         ("class holder:\n    app = 1\n", "gs_hint_dotted:holder.ap", "try 'gs_hint_dotted:holder.app'"),
     ],
 )
@@ -487,3 +491,26 @@ def test_module_in_a_subdirectory_hints_at_chdir(tmp_path: Path, monkeypatch: py
         "cannot import 'gs_elsewhere': no module named 'gs_elsewhere' "
         "(found src/gs_elsewhere.py: add --chdir src)"
     )
+
+
+def test_error_location_without_sysconfig(modules, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After --user, the interpreter's _sysconfigdata may be unreadable: the report must still come."""
+
+    def unreadable() -> dict[str, str]:
+        raise ModuleNotFoundError("No module named '_sysconfigdata__linux_x86_64-linux-gnu'")
+
+    monkeypatch.setattr(importer.sysconfig, "get_paths", unreadable)
+    path = modules("gs_no_sysconfig", "import os\n\nos.environ['GS_SURELY_UNSET_VARIABLE']\n")
+    assert load_error("gs_no_sysconfig:app").endswith(f"{os.sep}{Path(path).name}:3)")
+
+
+def test_a_failing_hint_leaves_the_error_intact(modules) -> None:
+    modules(
+        "gs_odd_module",
+        "import sys, types\n"
+        "class _Odd(types.ModuleType):\n"
+        "    def __dir__(self):\n"
+        "        raise RuntimeError('no listing')\n"
+        "sys.modules[__name__].__class__ = _Odd\n",
+    )
+    assert load_error("gs_odd_module:app") == "module 'gs_odd_module' has no attribute 'app'"
