@@ -284,8 +284,11 @@ def apply_environment(config: Config) -> None:
 
 
 def _describe_files(files: list[str]) -> str:
+    from greenserve.preflight import shown
+
     return ", ".join(
-        f"{path} [tool.greenserve]" if path.endswith("pyproject.toml") else path for path in files
+        f"{shown(path)} [tool.greenserve]" if path.endswith("pyproject.toml") else shown(path)
+        for path in files
     )
 
 

@@ -18,6 +18,11 @@ from greenserve.config import Config
 from greenserve.errors import BootError, ConfigError
 
 
+def shown(text: str) -> str:
+    """``text`` for a one-line message: quoted and escaped if it holds line breaks or control characters."""
+    return text if text.isprintable() else repr(text)
+
+
 def check(config: Config) -> None:
     """Raise ConfigError (or AppLoadError for the application spec) for the first problem found."""
     from greenserve.importer import parse_spec
@@ -55,29 +60,33 @@ def check_identity(config: Config) -> None:
     try:
         uid, gid = resolve_ids(config.user, config.group)
     except BootError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(shown(str(exc))) from None
     if os.geteuid() != 0 and (uid not in (None, os.geteuid()) or gid not in (None, os.getegid())):
-        which = f"--user {config.user}" if uid not in (None, os.geteuid()) else f"--group {config.group}"
+        which = (
+            f"--user {shown(config.user)}"
+            if uid not in (None, os.geteuid())
+            else f"--group {shown(config.group)}"
+        )
         raise ConfigError(f"{which}: only root can switch the workers to another user or group")
 
 
 def _directory(flag: str, path: str, *, writable: bool) -> None:
     if not os.path.exists(path):
-        raise ConfigError(f"{flag} {path}: no such directory")
+        raise ConfigError(f"{flag} {shown(path)}: no such directory")
     if not os.path.isdir(path):
-        raise ConfigError(f"{flag} {path}: not a directory")
+        raise ConfigError(f"{flag} {shown(path)}: not a directory")
     if writable and not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: this user cannot create files in it")
+        raise ConfigError(f"{flag} {shown(path)}: this user cannot create files in it")
 
 
 def _writable_file(flag: str, path: str, *, replace: bool = False) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise ConfigError(f"{flag} {path}: directory {directory} does not exist")
+        raise ConfigError(f"{flag} {shown(path)}: directory {shown(directory)} does not exist")
     if os.path.isdir(path):
-        raise ConfigError(f"{flag} {path}: is a directory")
+        raise ConfigError(f"{flag} {shown(path)}: is a directory")
     exists = os.path.exists(path)
     if exists and not replace and not os.access(path, os.W_OK):
-        raise ConfigError(f"{flag} {path}: this user cannot write to it")
+        raise ConfigError(f"{flag} {shown(path)}: this user cannot write to it")
     if (replace or not exists) and not os.access(directory, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: this user cannot create files in {directory}")
+        raise ConfigError(f"{flag} {shown(path)}: this user cannot create files in {shown(directory)}")
