@@ -17,10 +17,11 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from greenserve import migration
 from greenserve.errors import ConfigError
 
 ENV_PREFIX = "GREENSERVE_"
@@ -163,6 +164,64 @@ def choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _limit(minimum: int, maximum: int) -> Callable[[Any], int]:
+    """A header size or count limit; gunicorn's ``0`` (unlimited) gets a clear refusal."""
+    number = _number(int, minimum, maximum)
+
+    def parse(value: Any) -> int:
+        if str(value).strip() == "0":
+            raise ValueError(
+                f"0 (gunicorn's 'unlimited') is not accepted: greenserve bounds every input; "
+                f"give the largest value you accept, at most {maximum}"
+            )
+        return int(number(value))
+
+    parse.__name__ = "int"
+    return parse
+
+
+_CERT_REQS = {"0": "none", "1": "optional", "2": "required"}
+
+
+def parse_cert_reqs(value: Any) -> str:
+    """``none``/``optional``/``required``, or gunicorn's ``0``/``1``/``2`` (ssl.CERT_* numbers)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = str(value).strip().lower()
+    text = _CERT_REQS.get(text, text)
+    if text not in _CERT_REQS.values():
+        raise ValueError(f"expected none, optional or required (or 0, 1, 2), got {value!r}")
+    return text
+
+
+parse_cert_reqs.choices = tuple(_CERT_REQS.values())  # type: ignore[attr-defined]
+
+
+def parse_worker_class(value: Any) -> str:
+    """gunicorn's ``-k`` value: kept only to say what greenserve makes of it."""
+    text = parse_str(value).strip()
+    if not text or len(text) > 200 or not text.isprintable():
+        raise ValueError(f"expected a worker class name such as gevent, got {value!r}")
+    return text
+
+
+def parse_env(value: Any) -> tuple[str, ...]:
+    """``KEY=VALUE`` items (gunicorn's ``raw_env``); a string is split on commas only."""
+    if isinstance(value, str):
+        items: tuple[str, ...] = tuple(item.strip() for item in value.split(",") if item.strip())
+    else:
+        items = parse_list(value)
+    for item in items:
+        key, sep, rest = item.partition("=")
+        if not sep or not key or not key.isprintable() or key != key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        if "\0" in rest:
+            raise ValueError(f"{key}: a value cannot contain a NUL character")
+        if key.upper().startswith(ENV_PREFIX):
+            raise ValueError(f"{key}: give greenserve's own settings directly, not through the environment")
+    return items
+
+
 def parse_hook(value: Any) -> Callable | None:
     if value is None or callable(value):
         return value
@@ -213,18 +272,30 @@ class Setting:
     default_doc: str | None = None
     positional: bool = False
 
+    @property
+    def long_flag(self) -> str:
+        """The flag greenserve itself writes and names in messages: the first long one.
+
+        Later long flags are other spellings (gunicorn's ``--pid`` for ``--pidfile``).
+        """
+        return next((flag for flag in self.flags if flag.startswith("--")), "")
+
 
 def setting(
     default: Any = dataclasses.MISSING,
     *,
-    flags: Iterable[str] = (),
+    flags: Sequence[str] = (),
     help: str,
     section: str,
     parse: Callable[[Any], Any],
     default_factory: Callable[[], Any] | None = None,
     **options: Any,
 ) -> Any:
-    meta = Setting(tuple(flags), help, section, parse, **options)
+    flags = tuple(flags)
+    if parse is parse_bool and "negative" not in options:
+        # Every boolean can be switched off on the command line too: --reload, --no-reload.
+        options["negative"] = "--no-" + next(f for f in flags if f.startswith("--")).removeprefix("--")
+    meta = Setting(flags, help, section, parse, **options)
     if default_factory is not None:
         return field(default_factory=default_factory, metadata={"setting": meta})
     return field(default=default, metadata={"setting": meta})
@@ -260,6 +331,17 @@ class Config:
         metavar="DIRS",
         help="Comma-separated directories to prepend to sys.path before loading the application.",
     )
+    raw_env: tuple[str, ...] = setting(
+        (),
+        flags=["-e", "--env"],
+        section="Application",
+        parse=parse_env,
+        append=True,
+        metavar="KEY=VALUE",
+        help="Set an environment variable for the application (repeatable), as gunicorn's "
+        "--env does: set in the master before any worker starts, so the application sees it "
+        "when it is imported. Comma-separated in GREENSERVE_RAW_ENV.",
+    )
 
     # Server socket -------------------------------------------------------
     bind: tuple[str, ...] = setting(
@@ -290,7 +372,7 @@ class Config:
     )
     umask: int | None = setting(
         None,
-        flags=["--umask"],
+        flags=["-m", "--umask"],
         section="Server socket",
         parse=parse_umask,
         metavar="OCTAL",
@@ -300,6 +382,16 @@ class Config:
     )
 
     # Worker processes ----------------------------------------------------
+    worker_class: str = setting(
+        "gevent",
+        flags=["-k", "--worker-class"],
+        section="Worker processes",
+        parse=parse_worker_class,
+        metavar="CLASS",
+        help="Accepted for gunicorn compatibility: greenserve always runs gevent workers, which "
+        "serve WSGI and ASGI applications. gevent's classes are noted in the log; any other "
+        "(sync, gthread, uvicorn.workers.UvicornWorker, ...) gets a warning, and the server starts.",
+    )
     workers: int = setting(
         flags=["-w", "--workers"],
         default_factory=_web_concurrency,
@@ -431,13 +523,22 @@ class Config:
         help="SCRIPT_NAME of the application when it is mounted below a path prefix, "
         "e.g. /api. Request paths starting with it have it moved from PATH_INFO to SCRIPT_NAME.",
     )
+    sendfile: bool = setting(
+        True,
+        flags=["--sendfile"],
+        section="HTTP",
+        parse=parse_bool,
+        help="Send files returned through wsgi.file_wrapper with sendfile(2) on plain TCP "
+        "connections. --no-sendfile reads and sends them instead (for file systems where "
+        "sendfile is broken, such as some virtual machine shared folders).",
+    )
 
     # Limits --------------------------------------------------------------
     limit_request_line: int = setting(
         4094,
         flags=["--limit-request-line"],
         section="Limits",
-        parse=_number(int, 16, 1024 * 1024),
+        parse=_limit(16, 1024 * 1024),
         metavar="BYTES",
         help="Maximum size of the request line (method, target, version); longer gets 414.",
     )
@@ -445,15 +546,15 @@ class Config:
         100,
         flags=["--limit-request-fields"],
         section="Limits",
-        parse=_number(int, 1, 32768),
+        parse=_limit(1, 32768),
         metavar="N",
         help="Maximum number of request header fields; more gets 431.",
     )
     limit_request_field_size: int = setting(
         8190,
-        flags=["--limit-request-field-size"],
+        flags=["--limit-request-field-size", "--limit-request-field_size"],
         section="Limits",
-        parse=_number(int, 16, 1024 * 1024),
+        parse=_limit(16, 1024 * 1024),
         metavar="BYTES",
         help="Maximum size of one request header field (name and value); larger gets 431.",
     )
@@ -519,7 +620,6 @@ class Config:
         flags=["--proxy-headers"],
         section="Proxy",
         parse=parse_bool,
-        negative="--no-proxy-headers",
         help="Apply forwarded headers from trusted proxies (see --forwarded-allow-ips).",
     )
 
@@ -552,9 +652,10 @@ class Config:
         "none",
         flags=["--cert-reqs"],
         section="TLS",
-        parse=choice("none", "optional", "required"),
+        parse=parse_cert_reqs,
         metavar="{none,optional,required}",
-        help="Whether clients must present a certificate signed by --ca-certs.",
+        help="Whether clients must present a certificate signed by --ca-certs. gunicorn's "
+        "numbers are accepted too: 0 (none), 1 (optional), 2 (required).",
     )
 
     # ASGI ----------------------------------------------------------------
@@ -624,18 +725,26 @@ class Config:
     )
     error_logfile: str = setting(
         "-",
-        flags=["--error-logfile"],
+        flags=["--error-logfile", "--log-file"],
         section="Logging",
         parse=parse_str,
         metavar="PATH",
         help="Where the error log goes; '-' is stderr.",
+    )
+    capture_output: bool = setting(
+        False,
+        flags=["--capture-output"],
+        section="Logging",
+        parse=parse_bool,
+        help="Send the standard output and error of the master and workers (print(), "
+        "tracebacks written to stderr) to the error log file; with --error-logfile -, "
+        "standard output goes to stderr.",
     )
     access_log: bool = setting(
         True,
         flags=["--access-log"],
         section="Logging",
         parse=parse_bool,
-        negative="--no-access-log",
         help="Log one line per request (costs a little throughput; off in benchmarks).",
     )
     access_logfile: str = setting(
@@ -660,7 +769,7 @@ class Config:
     # Process -------------------------------------------------------------
     pidfile: str = setting(
         "",
-        flags=["-p", "--pidfile"],
+        flags=["-p", "--pidfile", "--pid"],
         section="Process",
         parse=parse_optional_str,
         metavar="PATH",
@@ -683,6 +792,14 @@ class Config:
         metavar="GROUP",
         help="Run workers as this group (name or gid).",
     )
+    initgroups: bool = setting(
+        False,
+        flags=["--initgroups"],
+        section="Process",
+        parse=parse_bool,
+        help="Give workers every supplementary group --user is a member of (from the group "
+        "database), not only --group.",
+    )
     worker_tmp_dir: str = setting(
         "",
         flags=["--worker-tmp-dir"],
@@ -695,7 +812,7 @@ class Config:
     )
     proc_name: str = setting(
         "",
-        flags=["-n", "--proc-name"],
+        flags=["-n", "--proc-name", "--name"],
         section="Process",
         parse=parse_optional_str,
         metavar="NAME",
@@ -758,6 +875,8 @@ class Config:
             raise ConfigError("bind: at least one address is needed")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ConfigError("root_path must start with '/' and not end with one, e.g. /api")
+        if self.initgroups and not self.user:
+            raise ConfigError("initgroups needs user: the groups are those of --user")
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (validated like any other source)."""
@@ -775,7 +894,10 @@ SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclass
 
 
 def suggest(name: str) -> str:
-    """A ``did you mean`` hint for an unknown setting name."""
+    """A ``did you mean`` hint for an unknown setting name (gunicorn's names get their own)."""
+    gunicorn = migration.explain_name(name)
+    if gunicorn:
+        return f" ({gunicorn})"
     close = difflib.get_close_matches(name.replace("-", "_").lower(), SETTINGS, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -832,22 +954,38 @@ def describe_default(name: str) -> str:
     return str(value)
 
 
-def format_config(config: Config) -> str:
-    """The resolved settings as a valid ``greenserve.conf.py``."""
-    lines = []
+def _comment(text: str) -> str:
+    """``text`` made safe for the end of a Python line (no line breaks or control characters)."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def format_config(config: Config, sources: Mapping[str, str] | None = None) -> str:
+    """The resolved settings as a valid ``greenserve.conf.py``.
+
+    With ``sources`` (``{setting: where it came from}``, see
+    :func:`greenserve.config_sources.setting_sources`), each line ends with a
+    comment naming its source.
+    """
+    lines: list[tuple[str, str]] = []
     for name in SETTINGS:
         value = getattr(config, name)
         if name in HOOKS:
             if value is not None:
-                lines.append(f"# {name} = {getattr(value, '__qualname__', value)!s} (a function)")
+                lines.append((f"# {name} = {getattr(value, '__qualname__', value)!s} (a function)", name))
             continue
         if name == "umask" and value is not None:
-            lines.append(f"{name} = 0o{value:03o}")
+            lines.append((f"{name} = 0o{value:03o}", name))
         elif isinstance(value, tuple):
-            lines.append(f"{name} = {list(value)!r}")
+            lines.append((f"{name} = {list(value)!r}", name))
         else:
-            lines.append(f"{name} = {value!r}")
-    return "\n".join(lines) + "\n"
+            lines.append((f"{name} = {value!r}", name))
+    if sources is None:
+        return "\n".join(text for text, _ in lines) + "\n"
+    width = min(max(len(text) for text, _ in lines), 40)
+    return (
+        "\n".join(f"{text:<{width}}  # {_comment(sources.get(name, 'default'))}" for text, name in lines)
+        + "\n"
+    )
 
 
 def settings_markdown() -> str:

@@ -8,7 +8,10 @@ logrotate) through :func:`reopen_files`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
 import sys
 
 from greenserve.config import Config
@@ -20,10 +23,37 @@ error_log = logging.getLogger("greenserve.error")
 access_log = logging.getLogger("greenserve.access")
 
 
-def _handler(destination: str, formatter: logging.Formatter) -> logging.Handler:
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+class _CapturingFileHandler(logging.FileHandler):
+    """The error log file, standing in for stdout and stderr too (``--capture-output``).
+
+    Every (re)open points file descriptors 1 and 2 at the file: ``print()``
+    and whatever writes to stderr land in the error log, and after a log
+    rotation (SIGUSR1 reopens the file) they follow it to the new file.
+    """
+
+    def _open(self) -> io.TextIOWrapper:
+        stream = super()._open()
+        _flush_std()
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        return stream
+
+
+def _handler(destination: str, formatter: logging.Formatter, capture: bool = False) -> logging.Handler:
     handler: logging.Handler
     if destination in ("-", ""):
         handler = logging.StreamHandler(sys.stderr)
+        if capture:  # the error log is stderr: stdout joins it
+            _flush_std()
+            os.dup2(2, 1)
+    elif capture:
+        handler = _CapturingFileHandler(destination, encoding="utf-8")
     else:
         handler = logging.FileHandler(destination, encoding="utf-8")
     handler.setFormatter(formatter)
@@ -40,7 +70,8 @@ def _replace_handlers(logger: logging.Logger, handler: logging.Handler) -> None:
 
 def setup(config: Config) -> None:
     """Point both loggers at their destinations; safe to call again after a reload."""
-    _replace_handlers(error_log, _handler(config.error_logfile, logging.Formatter(ERROR_FORMAT, DATE_FORMAT)))
+    error_format = logging.Formatter(ERROR_FORMAT, DATE_FORMAT)
+    _replace_handlers(error_log, _handler(config.error_logfile, error_format, config.capture_output))
     error_log.setLevel(config.log_level.upper())
     error_log.propagate = False
     if config.access_log:

@@ -38,8 +38,20 @@ def will_change(uid: int | None, gid: int | None) -> bool:
     return (uid is not None and uid != os.getuid()) or (gid is not None and gid != os.getgid())
 
 
-def drop_privileges(uid: int | None, gid: int | None) -> None:
-    if gid is not None and gid != os.getgid():
+def drop_privileges(uid: int | None, gid: int | None, initgroups: bool = False) -> None:
+    """Switch to ``uid``/``gid``; with ``initgroups``, keep every group the user is a member of.
+
+    Without it the supplementary groups are only ``gid``: the workers must
+    not keep the master's (root's) groups.
+    """
+    if initgroups and uid is not None:
+        import pwd
+
+        name = pwd.getpwuid(uid).pw_name
+        os.initgroups(name, os.getgid() if gid is None else gid)
+        if gid is not None and gid != os.getgid():
+            os.setgid(gid)
+    elif gid is not None and gid != os.getgid():
         os.setgroups([gid])
         os.setgid(gid)
     if uid is not None and uid != os.getuid():

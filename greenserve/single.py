@@ -48,7 +48,8 @@ def run(config: Config) -> int:
                 raise BootError("--user/--group are not available on this platform")
             from greenserve.privileges import drop_privileges, resolve_ids
 
-            drop_privileges(*resolve_ids(config.user, config.group))  # after binding: low ports work
+            # After binding: low ports work.
+            drop_privileges(*resolve_ids(config.user, config.group), config.initgroups)
         from greenserve.worker import boot
 
         return boot.run(config, listeners, multiprocess=False, sole_listener=True)

@@ -637,7 +637,7 @@ class Connection:
 
     @property
     def can_sendfile(self) -> bool:
-        return not self.TLS and hasattr(os, "sendfile")
+        return not self.TLS and hasattr(os, "sendfile") and self.server.config.sendfile
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Zero-copy file transfer, waiting cooperatively when the socket is full."""

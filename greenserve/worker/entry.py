@@ -72,7 +72,7 @@ def main(start: WorkerStart) -> int:
         listeners = own_listeners(start.listeners, config)  # --reuse-port may bind port 443 here
         if will_change(start.uid, start.gid):
             import_for_later()
-            drop_privileges(start.uid, start.gid)
+            drop_privileges(start.uid, start.gid, config.initgroups)
     except BootError as exc:
         return boot.fail_boot(start.link, str(exc), EXIT_BOOT_ERROR)
     except Exception as exc:  # a failing hook must not become a respawn loop
