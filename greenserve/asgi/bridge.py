@@ -34,6 +34,7 @@ from gevent.hub import Waiter
 
 from greenserve.asgi.loop_thread import LoopThread, get_loop_thread
 from greenserve.errors import ClientDisconnected, RequestTimeout
+from greenserve.logs import escape, request_summary
 from greenserve.protocol.environ import split_target
 from greenserve.protocol.events import Request
 from greenserve.protocol.proxy import apply_proxy_headers
@@ -593,9 +594,9 @@ class HTTPExchange:
     def _describe(self) -> str:
         request = self.request
         if request is not None:
-            return f"{request.method} {request.target.decode('latin-1')[:200]}"
+            return request_summary(request.method, request.target)  # escaped: client data
         environ = self.environ or {}
-        return f"{environ.get('REQUEST_METHOD')} {environ.get('RAW_URI')}"
+        return escape(f"{environ.get('REQUEST_METHOD')} {str(environ.get('RAW_URI'))[:200]}")
 
     def _app_done(self, error: BaseException | None, started: bool) -> None:
         if error is not None and not isinstance(error, ClientDisconnected):

@@ -39,6 +39,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from greenserve.asgi.bridge import ASGIBridge, _fail, _resolve, build_scope
 from greenserve.errors import ClientDisconnected
+from greenserve.logs import escape
 from greenserve.protocol.response import status_text
 
 log = logging.getLogger("greenserve.error")
@@ -139,7 +140,7 @@ class WebSocketSession:
             self.ws.receive_data(b"".join(head) + b"\r\n")
             event = next(self.ws.events())
         except (RemoteProtocolError, StopIteration) as exc:
-            log.info("invalid WebSocket handshake: %s", exc)
+            log.info("invalid WebSocket handshake: %s", escape(str(exc)))
             self.start_response("400 Bad Request", [("Content-Type", "text/plain"), ("Content-Length", "28")])
             return [b"Invalid WebSocket handshake\n"]
         assert isinstance(event, Request)
@@ -338,7 +339,7 @@ class WebSocketSession:
                     self._gone(1006)
                     return
         except RemoteProtocolError as exc:
-            log.debug("WebSocket protocol error: %s", exc)
+            log.debug("WebSocket protocol error: %s", escape(str(exc)))
             self._close(1002, "protocol error")
             self._gone(1002)
         except OSError:

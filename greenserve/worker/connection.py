@@ -25,6 +25,7 @@ from gevent.socket import wait_write
 
 from greenserve import hooks
 from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyError, RequestTimeout
+from greenserve.logs import escape
 from greenserve.protocol.environ import request_environ
 from greenserve.protocol.events import END, Request
 from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_headers
@@ -481,9 +482,9 @@ class Connection:
     def _reject(self, error: ProtocolError) -> None:
         """Answer a request that broke the protocol, then close (without the app)."""
         if error.status >= 500 or error.status == 408:
-            log.info("rejected request: %s %s", error.status, error.reason)
+            log.info("rejected request: %s %s", error.status, escape(error.reason))
         else:
-            log.debug("rejected request: %s %s", error.status, error.reason)
+            log.debug("rejected request: %s %s", error.status, escape(error.reason))
         self.linger = True
         try:
             self.send_error(error.status, error.reason)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from greenserve.errors import ClientDisconnected, RequestBodyError
+from greenserve.logs import request_summary
 from greenserve.protocol.response import LAST_CHUNK, Head, ResponseError, chunk, has_body, serialize
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ class WSGIResponse:
 
     def _fail(self, status: int, exc: BaseException | None, message: str) -> None:
         request = self.request
-        where = f"{request.method} {request.target.decode('latin-1')[:200]}"
+        where = request_summary(request.method, request.target)  # escaped: client data
         if exc is not None:
             log.error("%s %s", message, where, exc_info=exc)
         elif status >= 500:
