@@ -657,6 +657,17 @@ class Config:
         "%({header}o)s response header, ... (see docs/logging.md).",
     )
 
+    log_format: str = setting(
+        "text",
+        flags=["--log-format"],
+        section="Logging",
+        parse=choice("text", "json"),
+        metavar="{text,json}",
+        help="Both logs as 'text' lines or as 'json' lines: one JSON object per line with "
+        "time, level, pid, worker, message (and method, path, status, duration... for the "
+        "access log). See docs/logging.md.",
+    )
+
     # Process -------------------------------------------------------------
     pidfile: str = setting(
         "",

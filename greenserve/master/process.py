@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from greenserve import hooks
+from greenserve import hooks, logs
 from greenserve.errors import EXIT_BOOT_ERROR, EXIT_ERROR, BootError
 from greenserve.workerlink import WorkerLink
 
@@ -113,6 +113,7 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
             import gevent
 
             gevent.reinit()
+        logs.after_fork(worker.age)  # its JSON log lines say which worker wrote them
         set_proc_title(f"greenserve: worker [{arbiter.proc_name}]")
         hooks.notify(hooks.PostFork(arbiter, worker))  # as gunicorn: before patching and --user
         ssl_context = boot.before_dropping_privileges(config)

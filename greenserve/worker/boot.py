@@ -123,12 +123,14 @@ def build_server(
     multiprocess: bool,
     ssl_context: Any = None,
 ) -> Any:
+    from greenserve.logs import wants_access_fields
     from greenserve.worker.accesslog import AccessLog
     from greenserve.worker.server import WorkerServer
 
     if ssl_context is None:
         ssl_context = load_tls(config)
-    access = AccessLog(config.access_logformat) if config.access_log else None
+    fields = wants_access_fields(config)  # JSON lines: records carry the fields
+    access = AccessLog(config.access_logformat, fields=fields) if config.access_log else None
     return WorkerServer(
         config,
         app,

@@ -1,17 +1,21 @@
-"""Log lines stay one line each, whatever a client sends (tier c).
+"""``--log-format text|json``: one log line per event, whatever a client sends (tier c).
 
 Hostile requests go to a real ``greenserve`` over raw sockets; the test then
-reads every line the server wrote: the client's bytes must be escaped so that
-no request can end its line or start a forged one.
+reads every line the server wrote. In JSON mode each line must be a JSON
+object and the request's values must come back exactly; in text mode the
+client's bytes must be escaped so that no request can end its line or start
+a forged one.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
+import json
 
 import pytest
 
-from tests.conftest import raw_exchange, wait_until
+from tests.conftest import raw_exchange, request_bytes, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -86,3 +90,91 @@ def test_text_lines_escape_every_client_value(greenserve, parser):
     strays = [line for line in lines if not line.startswith(("ACCESS ", "["))]
     assert strays == [], strays
     assert all(line.isascii() for line in lines)
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_json_lines_are_valid_and_round_trip(greenserve, parser):
+    server = greenserve(
+        "--http",
+        parser,
+        "--log-format",
+        "json",
+        "--log-level",
+        "debug",
+        "--access-logformat",
+        FORMAT,
+        "log_app:app",
+        quiet=False,
+    )
+    start = len(server.lines)
+    _send_all(server)
+    assert wait_until(lambda: _count(server, "rejected request: 400") >= len(REFUSED), 5), server.log
+
+    records = [json.loads(line) for line in server.lines]  # every line, the master's included
+    access = [r for r in records[start:] if r["logger"] == "greenserve.access"]
+    assert len(access) == 1, access  # one line per request the application answered
+    (record,) = access
+    assert record == {
+        "time": record["time"],
+        "level": "INFO",
+        "logger": "greenserve.access",
+        "pid": record["pid"],
+        "worker": 1,
+        "message": EXPECTED_LINE,
+        "method": "GET",
+        "path": '/p\nforged"q\\\x1b\u00e9\u00ff',  # UTF-8 decoded; the invalid 0xFF byte as latin-1
+        "query": "q=%22x%22",
+        "status": 200,
+        "bytes": 2,
+        "duration": record["duration"],
+        "remote": "127.0.0.1",
+        "request_id": None,
+        "user_agent": 'a"b\\c \u00e9 \u00ff',
+        "referer": BIG_REFERER.decode(),
+        "protocol": "HTTP/1.1",
+    }
+    assert isinstance(record["duration"], float) and 0 <= record["duration"] < 5
+    assert datetime.datetime.fromisoformat(record["time"]).tzinfo is not None
+    assert record["pid"] != server.proc.pid  # written by the worker
+
+    rejected = [r for r in records[start:] if "rejected request" in r["message"]]
+    assert len(rejected) == len(REFUSED)
+    assert all(r["level"] == "DEBUG" and r["worker"] == 1 for r in rejected)
+    master = [r for r in records if r["pid"] == server.proc.pid]
+    assert master and all(r["worker"] is None and r["logger"] == "greenserve.error" for r in master)
+
+
+def test_json_error_log_has_the_traceback_and_hostile_messages_stay_one_line(greenserve):
+    server = greenserve("--log-format", "json", "log_app:app")
+    start = len(server.lines)
+    with server.connect() as sock:
+        assert raw_exchange(sock, request_bytes("GET", "/raise")).startswith(b"HTTP/1.1 500 ")
+    with server.connect() as sock:
+        assert raw_exchange(sock, request_bytes("GET", "/log?size=200000")).startswith(b"HTTP/1.1 200 ")
+    assert wait_until(lambda: _count(server, "app says") == 1, 5), server.log[-2000:]
+
+    records = [json.loads(line) for line in server.lines[start:]]
+    (failure,) = [r for r in records if r["message"].startswith("error handling request")]
+    assert failure["level"] == "ERROR"
+    assert failure["message"] == "error handling request GET /raise"
+    assert failure["exc_info"].startswith("Traceback (most recent call last):\n")
+    assert failure["exc_info"].endswith('RuntimeError: boom "quoted"\nsecond line of the message')
+
+    (said,) = [r for r in records if r["message"].startswith("app says")]
+    assert len(said["message"]) >= 200000
+    # Controls and quotes come back as they were; a lone surrogate becomes its escape text.
+    assert said["message"].startswith('app says: x"\\\n\r\x1b\x00\u00e9\u2028\\udcffx"')
+    assert "exc_info" not in said
+
+
+def test_request_id_from_the_environ(greenserve):
+    server = greenserve("--log-format", "json", "log_app:app", quiet=False)
+    start = len(server.lines)
+    with server.connect() as sock:
+        raw_exchange(sock, request_bytes("GET", "/request-id?id=abc-123", headers={"Connection": "close"}))
+    assert wait_until(lambda: _count(server, '"request_id":"abc-123"') == 1, 5), server.log
+    (record,) = [json.loads(line) for line in server.lines[start:] if '"greenserve.access"' in line]
+    assert record["request_id"] == "abc-123"
+    assert record["user_agent"] is None and record["referer"] is None
+    assert record["message"].startswith("127.0.0.1 - - [")
+    assert '"GET /request-id?id=abc-123 HTTP/1.1" 200 2 "-" "-" ' in record["message"]

@@ -1,12 +1,54 @@
-"""greenserve.logs and the access log atoms in this process: escaping what clients send."""
+"""greenserve.logs and the access log in this process: escaping, JSON lines."""
 
 from __future__ import annotations
 
 import base64
+import datetime
+import json
+import logging
+import sys
+from collections.abc import Iterator
 
 import pytest
 
 from greenserve import logs
+from greenserve.config import from_mapping
+
+GREENSERVE_LOGGERS = (logs.error_log, logs.access_log, logging.getLogger("greenserve"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Each test may reconfigure logging: put every logger it can touch back afterwards."""
+    root = logging.getLogger()
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in (*GREENSERVE_LOGGERS, root)]
+    worker = logs.worker_id
+    disabled = {
+        name: lg.disabled for name, lg in logging.Logger.manager.loggerDict.items() if hasattr(lg, "disabled")
+    }
+    yield
+    for name, was in disabled.items():
+        logging.getLogger(name).disabled = was  # dictConfig disables the loggers it does not name
+    for logger, handlers, level, propagate, disabled in saved:
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.disabled = disabled
+    logs.worker_id = worker
+
+
+def _config(**settings):
+    return from_mapping({"app": "x:app", **settings}, "test")
+
+
+def _record(msg: str = "hello", *args, level: int = logging.INFO, name: str = "greenserve.error", **extra):
+    record = logging.LogRecord(name, level, __file__, 1, msg, args, None)
+    record.__dict__.update(extra)
+    return record
+
 
 # -- escape ----------------------------------------------------------------------------
 
@@ -39,7 +81,60 @@ def test_request_summary_escapes_and_bounds_the_target():
     assert logs.request_summary("GET", b"/" + b"x" * 5000) == "GET /" + "x" * 199
 
 
-# -- access log atoms ------------------------------------------------------------------
+# -- JSON lines ---------------------------------------------------------------------------
+
+
+def test_json_line_has_the_stable_keys():
+    logs.worker_id = 3
+    line = logs.JsonFormatter().format(_record("served %d", 5, level=logging.WARNING))
+    data = json.loads(line)
+    assert list(data) == ["time", "level", "logger", "pid", "worker", "message"]
+    assert data["level"] == "WARNING" and data["worker"] == 3 and data["message"] == "served 5"
+    assert data["time"][10] == "T" and data["time"][-6] in "+-"  # ISO 8601 with its offset
+
+
+@pytest.mark.parametrize("created", [0.0, 1_767_225_600.9999, 1_800_000_000.5, 1_800_000_001.25])
+def test_iso_time_matches_datetime(created):
+    expected = datetime.datetime.fromtimestamp(created).astimezone().isoformat(timespec="milliseconds")
+    assert logs.iso_time(created) == expected
+    assert datetime.datetime.fromisoformat(logs.iso_time(created)).timestamp() == pytest.approx(
+        created, abs=0.001
+    )
+
+
+def test_json_line_is_one_line_of_ascii_whatever_the_message():
+    hostile = "".join(map(chr, range(0x100))) + '"\\\u2028\u2029\U0001f600\udcff' + "x" * 1_000_000
+    line = logs.JsonFormatter().format(_record("%s", hostile))
+    assert "\n" not in line and "\r" not in line and line.isascii()
+    message = json.loads(line)["message"]
+    assert message == hostile.replace("\udcff", "\\udcff")  # a lone surrogate is not text: escaped
+    json.loads(line.encode("ascii"))  # and strict decoders accept it too
+
+
+def test_json_line_with_an_exception_and_access_fields():
+    try:
+        raise ValueError("bad\nthing")
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = _record("failed", name="greenserve.access", method="GET", status=500, user_agent='a"\udcff')
+    record.exc_info = exc_info
+    data = json.loads(logs.JsonFormatter().format(record))
+    assert data["exc_info"].startswith("Traceback (most recent call last):")
+    assert data["exc_info"].endswith("ValueError: bad\nthing")
+    assert data["method"] == "GET" and data["status"] == 500 and data["user_agent"] == 'a"\\udcff'
+    assert data["logger"] == "greenserve.access"
+
+
+def test_setup_json_uses_the_json_formatter_for_both_logs(tmp_path):
+    access, error = tmp_path / "access.log", tmp_path / "error.log"
+    logs.setup(_config(log_format="json", access_logfile=str(access), error_logfile=str(error)))
+    logs.error_log.info('starting "now"')
+    logs.access_log.info("GET /", extra={"status": 200})
+    assert json.loads(error.read_text())["message"] == 'starting "now"'
+    assert json.loads(access.read_text())["status"] == 200
+
+
+# -- access log atoms and fields ------------------------------------------------------------------
 
 
 class _Response:
@@ -85,3 +180,51 @@ def test_remote_user_set_by_the_application_is_escaped_too():
     from greenserve.worker.accesslog import AccessLog
 
     assert AccessLog("%(u)s").format(_environ(REMOTE_USER="x\ny"), _Response([]), 0) == "x\\x0Ay"
+
+
+def test_access_fields_decode_utf8_and_keep_other_bytes():
+    from greenserve.worker.accesslog import access_fields
+
+    environ = _environ(
+        SCRIPT_NAME="/api",
+        PATH_INFO="/caf\u00c3\u00a9/\u00ff",  # UTF-8 e-acute, then a lone 0xFF byte
+        HTTP_USER_AGENT="\u00c3\u00a9\u00c3",  # a UTF-8 sequence cut short
+        **{"greenserve.request_id": "r-1"},
+    )
+    fields = access_fields(environ, _Response([], status=404, body_bytes=0), 0.1234567)
+    assert fields == {
+        "method": "GET",
+        "path": "/api/caf\u00e9/\u00ff",
+        "query": "x=%22",
+        "status": 404,
+        "bytes": 0,
+        "duration": 0.123457,
+        "remote": "10.0.0.1",
+        "request_id": "r-1",
+        "user_agent": "\u00e9\u00c3",
+        "referer": None,
+        "protocol": "HTTP/1.1",
+    }
+    assert tuple(fields) == logs.ACCESS_FIELDS
+
+
+def test_access_log_records_carry_the_fields_only_when_asked():
+    from greenserve.worker.accesslog import AccessLog
+
+    records: list[logging.LogRecord] = []
+    logger = logging.getLogger("greenserve.test-access")
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        AccessLog("%(r)s", logger).log(_environ(), _Response([]), 0.01)
+        AccessLog("%(r)s", logger, fields=True).log(_environ(), _Response([]), 0.01)
+    finally:
+        logger.removeHandler(handler)
+    plain, rich = records
+    assert plain.getMessage() == rich.getMessage() == "GET /a%0Ab?x=%22 HTTP/1.1"
+    assert not hasattr(plain, "path")
+    assert rich.path == "/a\nb" and rich.status == 200  # type: ignore[attr-defined]
+    data = json.loads(logs.JsonFormatter().format(rich))
+    assert data["path"] == "/a\nb" and data["message"] == "GET /a%0Ab?x=%22 HTTP/1.1"
