@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-config",
         action="store_true",
         default=False,
-        help="Validate the settings, import the application, and exit (0 when it loads).",
+        help="Validate the settings and the logging configuration, import the application, "
+        "and exit (0 when it loads).",
     )
     cli.add_argument("-v", "--version", action="version", version=f"greenserve {__version__}")
     return parser
@@ -190,7 +191,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if not config.app:
         parser.error("the application is required, e.g. 'greenserve myproject.wsgi:application'")
-    logs.setup(config)
+    try:
+        logs.setup(config)
+    except GreenserveError as exc:
+        print(f"greenserve: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     if args.check_config:
         return _check_app(config)
 

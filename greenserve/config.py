@@ -169,6 +169,15 @@ def parse_hook(value: Any) -> Callable | None:
     raise ValueError("hooks are functions, set in a configuration file (greenserve.conf.py)")
 
 
+def parse_log_config(value: Any) -> str | dict[str, Any]:
+    """A path, or (in a configuration file) a logging.config.dictConfig dictionary."""
+    if value is None:
+        return ""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return parse_str(value)
+
+
 def parse_optional_str(value: Any) -> str:
     if value is None:
         return ""
@@ -666,6 +675,19 @@ class Config:
         help="Both logs as 'text' lines or as 'json' lines: one JSON object per line with "
         "time, level, pid, worker, message (and method, path, status, duration... for the "
         "access log). See docs/logging.md.",
+    )
+
+    log_config: str | dict[str, Any] = setting(
+        "",
+        flags=["--log-config-json", "--log-config"],
+        section="Logging",
+        parse=parse_log_config,
+        metavar="PATH",
+        help="A logging configuration file, applied in the master and in every worker: a "
+        "logging.config.dictConfig dictionary in .json, .toml or .py (a LOGGING or "
+        "logconfig_dict variable), or a fileConfig .ini file. Loggers it configures "
+        "(greenserve.error, greenserve.access) get none of greenserve's handlers. In a "
+        "configuration file, the dictionary itself may be given.",
     )
 
     # Process -------------------------------------------------------------

@@ -1,24 +1,37 @@
-"""Error log and access log: destinations, text or JSON lines.
+"""Error log and access log: destinations, text or JSON lines, ``--log-config``.
 
 Two loggers: ``greenserve.error`` for the server's own messages (level from
-``--log-level``) and ``greenserve.access`` for one line per request. Both
-can be redirected to files, which are reopened on demand (SIGUSR1 from
-logrotate) through :func:`reopen_files`, and written as text or as JSON
-lines (``--log-format``). :func:`escape` makes what a client sent safe to
-write in either.
+``--log-level``) and ``greenserve.access`` for one line per request. Each
+gets one handler of greenserve's own (stderr or a file, text or JSON lines),
+unless a ``--log-config`` file configures that logger itself: then the file
+decides everything about it.
+
+A ``--log-config`` file is read once in the master and applied there, then
+again in every worker right after the fork (handlers that hold sockets or
+threads must not be shared across a fork), and read afresh on SIGHUP. Log
+files, greenserve's or the file's, are reopened on SIGUSR1 (logrotate)
+through :func:`reopen_files`.
 
 This module is imported by the master: no gevent, asyncio or application.
 """
 
 from __future__ import annotations
 
+import abc
+import configparser
 import json
 import logging
+import logging.config
+import os
+import runpy
 import sys
 import time
+import tomllib
+from collections.abc import Mapping
 from typing import Any
 
 from greenserve.config import Config
+from greenserve.errors import BootError, ConfigError
 
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
@@ -26,8 +39,30 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 ERROR_LOGGER = "greenserve.error"
 ACCESS_LOGGER = "greenserve.access"
 
+
+class _ServerLogger(logging.Logger):
+    """greenserve's two loggers: never ``disabled``.
+
+    ``dictConfig`` disables every existing logger its dictionary does not
+    name unless ``disable_existing_loggers`` is false, and that is its
+    default: a Django ``LOGGING`` (or any application's logging setup) that
+    does not say so would silence the server's error log in each worker,
+    crash reports included. To quiet these loggers, set their level.
+    """
+
+    @property
+    def disabled(self) -> bool:
+        return False
+
+    @disabled.setter
+    def disabled(self, value: bool) -> None:
+        pass
+
+
 error_log = logging.getLogger(ERROR_LOGGER)
 access_log = logging.getLogger(ACCESS_LOGGER)
+for _logger in (error_log, access_log):
+    _logger.__class__ = _ServerLogger
 
 #: The keys an access log record carries (as record attributes) besides its
 #: text line, in the order a JSON line shows them.
@@ -124,6 +159,8 @@ class JsonFormatter(logging.Formatter):
     ASCII, whatever the message holds: quotes, backslashes, newlines, control
     characters and non-ASCII text are escaped by the JSON encoder, so a line
     never spans two lines of the file.
+
+    Usable in a ``--log-config`` file too: ``{"()": "greenserve.logs.JsonFormatter"}``.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -149,10 +186,149 @@ class JsonFormatter(logging.Formatter):
         return _ENCODER.encode(data)
 
 
+# -- --log-config files ----------------------------------------------------------------
+
+
+class LogConfig(abc.ABC):
+    """A ``--log-config`` file, read once, applied as often as needed (master, each worker, HUP)."""
+
+    def __init__(self, source: str, loggers: frozenset[str]) -> None:
+        #: Where it came from, for messages: ``--log-config PATH``.
+        self.source = source
+        #: The logger names it configures.
+        self.loggers = loggers
+
+    def takes(self, name: str) -> bool:
+        """Whether it configures logger ``name`` (or greenserve's parent logger ``greenserve``)."""
+        return name in self.loggers or "greenserve" in self.loggers
+
+    @abc.abstractmethod
+    def apply(self) -> None:
+        """Configure logging from it; raises ConfigError in one line."""
+
+    def _failed(self, exc: BaseException) -> ConfigError:
+        message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and str(cause) not in message:
+            message += f": {type(cause).__name__}: {cause}"
+        return ConfigError(f"{self.source}: {' '.join(message.split())}")
+
+
+class DictLogConfig(LogConfig):
+    """A :func:`logging.config.dictConfig` dictionary (JSON, TOML, Python, or a configuration file's)."""
+
+    def __init__(self, source: str, data: dict[str, Any]) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a dictionary, got {type(data).__name__}")
+        # As in gunicorn: loggers that exist (the application's, with --preload)
+        # keep working unless the file says otherwise; version 1 is the only one.
+        self.data = {"version": 1, "disable_existing_loggers": False, **data}
+        loggers = self.data.get("loggers", {})
+        if not isinstance(loggers, dict):
+            raise ConfigError(f"{source}: 'loggers' must be a dictionary")
+        incremental = bool(self.data.get("incremental", False))
+        super().__init__(source, frozenset() if incremental else frozenset(loggers))
+
+    def apply(self) -> None:
+        try:
+            # dictConfig consumes the dictionaries it is given: a fresh copy each time.
+            logging.config.dictConfig(_copy(self.data))
+        except Exception as exc:  # noqa: BLE001 - any error in the file is one line
+            raise self._failed(exc) from None
+
+
+class IniLogConfig(LogConfig):
+    """A :func:`logging.config.fileConfig` file: what gunicorn's ``--log-config`` reads."""
+
+    def __init__(self, source: str, parser: configparser.ConfigParser) -> None:
+        self.parser = parser
+        names = set()
+        try:
+            keys = [key.strip() for key in parser.get("loggers", "keys").split(",") if key.strip()]
+            for key in keys:
+                if key != "root":
+                    names.add(parser.get(f"logger_{key}", "qualname", fallback=key))
+        except configparser.Error as exc:
+            raise ConfigError(f"{source}: {' '.join(str(exc).split())}") from None
+        super().__init__(source, frozenset(names))
+
+    def apply(self) -> None:
+        try:
+            logging.config.fileConfig(self.parser, disable_existing_loggers=False)
+        except Exception as exc:  # noqa: BLE001 - any error in the file is one line
+            raise self._failed(exc) from None
+
+
+#: Names a Python ``--log-config`` file may give its dictionary (Django's, gunicorn's).
+PYTHON_NAMES = ("LOGGING", "logconfig_dict")
+
+
+def read_log_config(source: str | Mapping[str, Any]) -> LogConfig:
+    """Read (not apply) a ``--log-config`` file, or the dictionary a configuration file gave.
+
+    ``.json``: a JSON object; ``.toml``: the whole document; ``.py``: a module
+    defining a dictionary named ``LOGGING`` or ``logconfig_dict``; ``.ini``,
+    ``.conf``, ``.cfg``: a :func:`logging.config.fileConfig` file. Raises
+    ConfigError, in one line, for anything that cannot be read.
+    """
+    if isinstance(source, Mapping):
+        return DictLogConfig("log_config (a dictionary)", dict(source))
+    path = source
+    where = f"--log-config {path}"
+    if not os.path.isfile(path):
+        raise ConfigError(f"{where}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".json":
+            with open(path, encoding="utf-8") as handle:
+                return DictLogConfig(where, json.load(handle))
+        if ext == ".toml":
+            with open(path, "rb") as handle:
+                return DictLogConfig(where, tomllib.load(handle))
+        if ext == ".py":
+            return DictLogConfig(where, _python_dict(path))
+        if ext in (".ini", ".conf", ".cfg"):
+            parser = configparser.ConfigParser()  # what fileConfig() itself would use
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle)
+            return IniLogConfig(where, parser)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a syntax error, a bad encoding...
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ConfigError(f"{where}: {message}") from None
+    raise ConfigError(
+        f"{where}: unknown file type {ext or '(none)'!r}; expected .json, .toml, "
+        ".py (defining LOGGING or logconfig_dict) or .ini/.conf (logging.config.fileConfig)"
+    )
+
+
+def _python_dict(path: str) -> Any:
+    namespace = runpy.run_path(path, run_name="__greenserve_log_config__")
+    found = [name for name in PYTHON_NAMES if name in namespace]
+    if len(found) != 1:
+        what = "defines both LOGGING and logconfig_dict" if found else "defines no LOGGING dictionary"
+        raise ConfigError(f"--log-config {path}: {what} (expected one of {', '.join(PYTHON_NAMES)})")
+    return namespace[found[0]]
+
+
+def _copy(value: Any) -> Any:
+    """A copy of the dictionaries and lists in ``value``; other objects are shared."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
+
+
 # -- setting up --------------------------------------------------------------------------
 
+#: What the last successful setup() applied: applied again after a fork, and
+#: restored when a reload's logging configuration fails.
+_current: tuple[Config, LogConfig | None] | None = None
 
-def _handler(destination: str, formatter: logging.Formatter) -> logging.Handler:
+
+def _own_handler(destination: str, formatter: logging.Formatter) -> logging.Handler:
     handler: logging.Handler
     if destination in ("-", ""):
         handler = logging.StreamHandler(sys.stderr)
@@ -163,48 +339,125 @@ def _handler(destination: str, formatter: logging.Formatter) -> logging.Handler:
     return handler
 
 
-def _replace_handlers(logger: logging.Logger, handler: logging.Handler) -> None:
+def _drop_own_handlers(logger: logging.Logger) -> None:
     for old in [h for h in logger.handlers if getattr(h, "_greenserve", False)]:
         logger.removeHandler(old)
         old.close()
+
+
+def _install(
+    logger: logging.Logger, destination: str, formatter: logging.Formatter, level: int | str
+) -> None:
+    try:
+        handler = _own_handler(destination, formatter)
+    except OSError as exc:
+        raise ConfigError(f"cannot open log file {destination}: {exc.strerror or exc}") from None
+    _drop_own_handlers(logger)
     logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _release(logger: logging.Logger) -> None:
+    """Hand a logger back to the logging module's defaults, for a --log-config to take."""
+    _drop_own_handlers(logger)
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
 
 
 def wants_access_fields(config: Config) -> bool:
-    """Whether access log records carry the :data:`ACCESS_FIELDS` (they cost a little per request)."""
-    return config.log_format == "json"
+    """Whether access log records carry the :data:`ACCESS_FIELDS` (they cost a little per request).
+
+    With JSON lines, and with a ``--log-config`` (whose formatters may use them).
+    """
+    return config.log_format == "json" or bool(config.log_config)
+
+
+def _apply(config: Config, log_config: LogConfig | None) -> None:
+    json_lines = config.log_format == "json"
+    error_format: logging.Formatter = (
+        JsonFormatter() if json_lines else logging.Formatter(ERROR_FORMAT, DATE_FORMAT)
+    )
+    access_format: logging.Formatter = JsonFormatter() if json_lines else logging.Formatter("%(message)s")
+    if log_config is not None:
+        for logger in (error_log, access_log):
+            if log_config.takes(logger.name):
+                _release(logger)
+        log_config.apply()
+    if log_config is None or not log_config.takes(ERROR_LOGGER):
+        _install(error_log, config.error_logfile, error_format, config.log_level.upper())
+    if log_config is None or not log_config.takes(ACCESS_LOGGER):
+        if config.access_log:
+            _install(access_log, config.access_logfile, access_format, logging.INFO)
+        else:
+            _drop_own_handlers(access_log)
+            access_log.setLevel(logging.CRITICAL + 1)
+            access_log.propagate = False
 
 
 def setup(config: Config) -> None:
-    """Point both loggers at their destinations; safe to call again after a reload."""
-    json_lines = config.log_format == "json"
-    error_format = JsonFormatter() if json_lines else logging.Formatter(ERROR_FORMAT, DATE_FORMAT)
-    access_format = JsonFormatter() if json_lines else logging.Formatter("%(message)s")
-    _replace_handlers(error_log, _handler(config.error_logfile, error_format))
-    error_log.setLevel(config.log_level.upper())
-    error_log.propagate = False
-    if config.access_log:
-        _replace_handlers(access_log, _handler(config.access_logfile, access_format))
-        access_log.setLevel(logging.INFO)
-    else:
-        access_log.setLevel(logging.CRITICAL + 1)
-    access_log.propagate = False
+    """Point both loggers at their destinations; called again on each reload (HUP).
+
+    Raises ConfigError (one line) when the ``--log-config`` file or a log file
+    cannot be used; the previous configuration, if any, is then restored.
+    """
+    global _current
+    log_config = read_log_config(config.log_config) if config.log_config else None
+    previous = _current
+    try:
+        _apply(config, log_config)
+    except ConfigError:
+        if previous is not None:
+            try:
+                _apply(*previous)
+            except ConfigError:  # pragma: no cover - it worked before; a file may have gone
+                pass
+        raise
+    _current = (config, log_config)
 
 
 def after_fork(worker: int | None) -> None:
-    """In a new worker: remember its id (the ``worker`` of its JSON lines)."""
+    """In a new worker: remember its id, and apply the ``--log-config`` file afresh.
+
+    The worker's handlers are then its own: a SysLogHandler's socket or a
+    QueueHandler's listener thread is not shared with the master.
+    """
     global worker_id
     worker_id = worker
+    if _current is not None and _current[1] is not None:
+        try:
+            _apply(*_current)
+        except ConfigError as exc:  # it worked in the master: something changed since
+            raise BootError(str(exc)) from None
+
+
+def _all_handlers() -> list[logging.Handler]:
+    loggers: list[Any] = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    seen: dict[int, logging.Handler] = {}
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):  # PlaceHolders have none
+            seen.setdefault(id(handler), handler)
+    return list(seen.values())
 
 
 def reopen_files() -> None:
-    """Reopen log files (after logrotate moved them)."""
-    for logger in (error_log, access_log):
-        for handler in logger.handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.acquire()
-                try:
-                    handler.close()
-                    handler.stream = handler._open()
-                finally:
-                    handler.release()
+    """Reopen every log file of every logger (after logrotate moved them): SIGUSR1.
+
+    greenserve's own files and those of a ``--log-config``: each
+    :class:`logging.FileHandler` (and subclass) that has its file open. A file
+    opened with mode ``w`` is reopened with ``a``: truncating it on every
+    USR1 would lose lines when nothing was rotated.
+    """
+    for handler in _all_handlers():
+        if not isinstance(handler, logging.FileHandler):
+            continue
+        handler.acquire()
+        try:
+            if handler.stream is None:
+                continue  # delay=True and nothing written yet: it opens the new file itself
+            if handler.mode.startswith("w"):
+                handler.mode = "a" + handler.mode[1:]
+            handler.close()
+            handler.stream = handler._open()
+        finally:
+            handler.release()

@@ -583,6 +583,7 @@ class Arbiter:
         if self._reload_config is not None:
             try:
                 config = self._reload_config()
+                logs.setup(config)  # restores the current logging when it fails
             except ConfigError as exc:
                 log.error("reload: %s; keeping the current configuration", exc)
                 return
@@ -591,7 +592,6 @@ class Arbiter:
                 log.warning("reload: bind changed; the new addresses need a restart of the master")
                 config = config.replace(bind=self.config.bind)
             self.config = config
-            logs.setup(config)
             hooks.install(config)
             if config.workers != self._previous_config.workers:
                 self.num_workers = config.workers

@@ -113,7 +113,7 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
             import gevent
 
             gevent.reinit()
-        logs.after_fork(worker.age)  # its JSON log lines say which worker wrote them
+        logs.after_fork(worker.age)  # --log-config: this worker's own handlers
         set_proc_title(f"greenserve: worker [{arbiter.proc_name}]")
         hooks.notify(hooks.PostFork(arbiter, worker))  # as gunicorn: before patching and --user
         ssl_context = boot.before_dropping_privileges(config)

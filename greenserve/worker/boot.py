@@ -129,7 +129,7 @@ def build_server(
 
     if ssl_context is None:
         ssl_context = load_tls(config)
-    fields = wants_access_fields(config)  # JSON lines: records carry the fields
+    fields = wants_access_fields(config)  # JSON lines or --log-config: records carry the fields
     access = AccessLog(config.access_logformat, fields=fields) if config.access_log else None
     return WorkerServer(
         config,

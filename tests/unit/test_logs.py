@@ -1,4 +1,4 @@
-"""greenserve.logs and the access log in this process: escaping, JSON lines."""
+"""greenserve.logs and the access log in this process: escaping, JSON lines, --log-config files, reopening."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import base64
 import datetime
 import json
 import logging
+import logging.config
 import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from greenserve import logs
 from greenserve.config import from_mapping
+from greenserve.errors import BootError, ConfigError
 
 GREENSERVE_LOGGERS = (logs.error_log, logs.access_log, logging.getLogger("greenserve"))
 
@@ -22,7 +26,7 @@ def _restore_logging() -> Iterator[None]:
     """Each test may reconfigure logging: put every logger it can touch back afterwards."""
     root = logging.getLogger()
     saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in (*GREENSERVE_LOGGERS, root)]
-    worker = logs.worker_id
+    current, worker = logs._current, logs.worker_id
     disabled = {
         name: lg.disabled for name, lg in logging.Logger.manager.loggerDict.items() if hasattr(lg, "disabled")
     }
@@ -37,7 +41,7 @@ def _restore_logging() -> Iterator[None]:
         logger.setLevel(level)
         logger.propagate = propagate
         logger.disabled = disabled
-    logs.worker_id = worker
+    logs._current, logs.worker_id = current, worker
 
 
 def _config(**settings):
@@ -132,6 +136,215 @@ def test_setup_json_uses_the_json_formatter_for_both_logs(tmp_path):
     logs.access_log.info("GET /", extra={"status": 200})
     assert json.loads(error.read_text())["message"] == 'starting "now"'
     assert json.loads(access.read_text())["status"] == 200
+
+
+# -- --log-config files ------------------------------------------------------------------------
+
+DICT = {
+    "version": 1,
+    "formatters": {"plain": {"format": "%(name)s %(levelname)s %(message)s"}},
+    "handlers": {"file": {"class": "logging.FileHandler", "filename": "FILE", "formatter": "plain"}},
+    "loggers": {"greenserve.error": {"handlers": ["file"], "level": "DEBUG", "propagate": False}},
+}
+
+
+def _write_config(tmp_path: Path, kind: str, log_file: Path) -> Path:
+    data = json.loads(json.dumps(DICT).replace("FILE", str(log_file)))
+    if kind == "json":
+        path = tmp_path / "logging.json"
+        path.write_text(json.dumps(data))
+    elif kind == "toml":
+        path = tmp_path / "logging.toml"
+        path.write_text(
+            textwrap.dedent(
+                f"""\
+                version = 1
+                [formatters.plain]
+                format = "%(name)s %(levelname)s %(message)s"
+                [handlers.file]
+                class = "logging.FileHandler"
+                filename = "{log_file}"
+                formatter = "plain"
+                [loggers."greenserve.error"]
+                handlers = ["file"]
+                level = "DEBUG"
+                propagate = false
+                """
+            )
+        )
+    elif kind in ("py-LOGGING", "py-logconfig_dict"):
+        path = tmp_path / "logging_conf.py"
+        path.write_text(f"{kind[3:]} = {data!r}\n")
+    else:
+        path = tmp_path / "logging.ini"
+        path.write_text(
+            textwrap.dedent(
+                f"""\
+                [loggers]
+                keys = root, error
+
+                [handlers]
+                keys = file
+
+                [formatters]
+                keys = plain
+
+                [logger_root]
+                handlers =
+
+                [logger_error]
+                qualname = greenserve.error
+                handlers = file
+                level = DEBUG
+                propagate = 0
+
+                [handler_file]
+                class = FileHandler
+                args = ({str(log_file)!r},)
+                formatter = plain
+
+                [formatter_plain]
+                format = %(name)s %(levelname)s %(message)s
+                """
+            )
+        )
+    return path
+
+
+@pytest.mark.parametrize("kind", ["json", "toml", "py-LOGGING", "py-logconfig_dict", "ini"])
+def test_log_config_takes_the_loggers_it_configures(tmp_path, kind):
+    log_file = tmp_path / "error.log"
+    path = _write_config(tmp_path, kind, log_file)
+    logs.setup(_config(log_config=str(path), log_level="warning"))
+    assert not any(getattr(h, "_greenserve", False) for h in logs.error_log.handlers)
+    assert logs.error_log.level == logging.DEBUG  # the file's level, not --log-level
+    # The access log is not in the file: it keeps greenserve's handler.
+    assert any(getattr(h, "_greenserve", False) for h in logs.access_log.handlers)
+    logs.error_log.debug("through the file")
+    assert log_file.read_text() == "greenserve.error DEBUG through the file\n"
+
+
+def test_a_dictionary_from_a_configuration_file(tmp_path):
+    log_file = tmp_path / "error.log"
+    data = json.loads(json.dumps(DICT).replace("FILE", str(log_file)))
+    logs.setup(_config(log_config=data))
+    logs.error_log.info("from a dictionary")
+    assert "from a dictionary" in log_file.read_text()
+
+
+def test_configuring_the_parent_logger_takes_both(tmp_path):
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps({"version": 1, "loggers": {"greenserve": {"level": "INFO"}}}))
+    logs.setup(_config(log_config=str(path)))
+    for logger in (logs.error_log, logs.access_log):
+        assert logger.handlers == [] and logger.propagate, logger
+
+
+def test_disable_existing_loggers_cannot_silence_greenserve(tmp_path):
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps({"version": 1, "disable_existing_loggers": True, "root": {"level": "INFO"}}))
+    logs.setup(_config(log_config=str(path)))
+    assert not logs.error_log.disabled and logs.error_log.handlers
+    # Nor the application's own logging setup (Django's LOGGING disables existing loggers by default).
+    logging.config.dictConfig({"version": 1, "loggers": {"myapp": {"level": "DEBUG"}}})
+    assert not logs.error_log.disabled and not logs.access_log.disabled
+    assert logs.error_log.isEnabledFor(logging.INFO)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error"),
+    [
+        ("bad.json", "{not json", "JSONDecodeError"),
+        ("list.json", "[1, 2]", "expected a dictionary, got list"),
+        ("bad.toml", "version = ", "TOMLDecodeError"),
+        ("none.py", "X = 1\n", "defines no LOGGING dictionary"),
+        ("both.py", "LOGGING = {}\nlogconfig_dict = {}\n", "defines both LOGGING and logconfig_dict"),
+        ("raises.py", "raise RuntimeError('oops')\n", "RuntimeError: oops"),
+        ("bad.ini", "[loggers]\n", "No option 'keys'"),
+        ("logging.yaml", "version: 1\n", "unknown file type '.yaml'"),
+        ("version.json", '{"version": 2}', "Unsupported version: 2"),
+        (
+            "class.json",
+            '{"handlers": {"h": {"class": "no.such.Handler"}}}',
+            "Unable to configure handler 'h'",
+        ),
+        (
+            "dir.json",
+            '{"handlers": {"h": {"class": "logging.FileHandler", "filename": "/no/such/dir/x"}}}',
+            "No such file",
+        ),
+    ],
+)
+def test_log_config_errors_are_one_line(tmp_path, name, content, error):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        logs.setup(_config(log_config=str(path)))
+    message = str(caught.value)
+    assert message.startswith(f"--log-config {path}: ")
+    assert error in message and "\n" not in message, message
+
+
+def test_a_log_file_that_cannot_be_opened_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"^cannot open log file .*/no/such/dir/error\.log: No such file"):
+        logs.setup(_config(error_logfile=str(tmp_path / "no" / "such" / "dir" / "error.log")))
+
+
+def test_missing_log_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        logs.setup(_config(log_config=str(tmp_path / "nope.json")))
+
+
+def test_a_failing_log_config_restores_the_previous_setup(tmp_path):
+    good = tmp_path / "error.log"
+    logs.setup(_config(error_logfile=str(good)))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"handlers": {"h": {"class": "no.such.Handler"}}}')
+    with pytest.raises(ConfigError):
+        logs.setup(_config(log_config=str(bad)))
+    logs.error_log.info("still here")
+    assert "still here" in good.read_text()
+
+
+def test_after_fork_applies_the_file_again_and_sets_the_worker(tmp_path):
+    log_file = tmp_path / "error.log"
+    logs.setup(_config(log_config=str(_write_config(tmp_path, "json", log_file))))
+    (before,) = logs.error_log.handlers
+    logs.after_fork(7)
+    (after,) = logs.error_log.handlers
+    assert after is not before and logs.worker_id == 7  # the worker's own handler
+    log_file.unlink()
+    log_file.mkdir()  # the file cannot be opened any more: the worker cannot start
+    with pytest.raises(BootError, match="Is a directory"):
+        logs.after_fork(8)
+
+
+def test_reopen_files_reopens_the_handlers_of_a_log_config(tmp_path):
+    log_file = tmp_path / "error.log"
+    logs.setup(_config(log_config=str(_write_config(tmp_path, "json", log_file))))
+    logs.error_log.info("before")
+    log_file.rename(tmp_path / "error.log.1")
+    logs.reopen_files()
+    logs.error_log.info("after")
+    assert log_file.read_text() == "greenserve.error INFO after\n"
+    assert (tmp_path / "error.log.1").read_text() == "greenserve.error INFO before\n"
+
+
+def test_reopen_appends_to_a_file_opened_for_writing(tmp_path):
+    log_file = tmp_path / "w.log"
+    handler = logging.FileHandler(log_file, mode="w")
+    logs.error_log.addHandler(handler)
+    handler.stream.write("kept\n")
+    logs.reopen_files()
+    handler.stream.write("appended\n")
+    handler.close()
+    assert log_file.read_text() == "kept\nappended\n"
+
+
+def test_wants_access_fields():
+    assert not logs.wants_access_fields(_config())
+    assert logs.wants_access_fields(_config(log_format="json"))
+    assert logs.wants_access_fields(_config(log_config="logging.json"))
 
 
 # -- access log atoms and fields ------------------------------------------------------------------
