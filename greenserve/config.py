@@ -733,7 +733,8 @@ class Config:
         parse=parse_optional_str,
         metavar="NAME",
         default_doc="the application spec",
-        help="Name shown in ps/top for the master and workers (needs the setproctitle package).",
+        help="Name shown in ps/top: 'greenserve: master [NAME]' and 'greenserve: worker [NAME] gen N' "
+        "with the worker's state ('idle', 'busy 3/1000').",
     )
 
     # Hooks -----------------------------------------------------------------

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from greenserve import __version__, hooks, logs, pidfile
+from greenserve import __version__, hooks, logs, pidfile, proctitle
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -48,7 +48,6 @@ from greenserve.master.process import (
     WorkerRecord,
     resolve_ids,
     run_child,
-    set_proc_title,
 )
 from greenserve.sockets import Listener, adopt_fd, close_listeners, create_listeners
 from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, WorkerLink, parse_messages
@@ -177,7 +176,7 @@ class Arbiter:
             roots = [os.path.abspath(config.chdir or os.getcwd()), *config.pythonpath]
             self._reloader = Reloader(roots, config.reload_extra_files)
             log.info("Reloading on changes below %s", ", ".join(self._reloader.roots))
-        set_proc_title(f"greenserve: master [{self.proc_name}]")
+        proctitle.set_title(proctitle.master_title(self.proc_name))
         log.info("Using %d worker%s", self.num_workers, "" if self.num_workers == 1 else "s")
 
     def _open_listeners(self) -> list[Listener]:

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from greenserve import hooks, logs
+from greenserve import hooks, logs, proctitle
 from greenserve.errors import EXIT_BOOT_ERROR, EXIT_ERROR, BootError
 from greenserve.workerlink import WorkerLink
 
@@ -58,15 +58,6 @@ class WorkerRecord:
 
     def __repr__(self) -> str:
         return f"<worker {self.pid} age={self.age} gen={self.generation} {self.state}>"
-
-
-def set_proc_title(title: str) -> None:
-    """``ps`` shows ``title`` when setproctitle is installed; otherwise nothing happens."""
-    try:
-        import setproctitle
-    except ImportError:
-        return
-    setproctitle.setproctitle(title)
 
 
 def resolve_ids(user: str, group: str) -> tuple[int | None, int | None]:
@@ -114,7 +105,7 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
 
             gevent.reinit()
         logs.after_fork(worker.age)  # --log-config: this worker's own handlers
-        set_proc_title(f"greenserve: worker [{arbiter.proc_name}]")
+        proctitle.start_worker(arbiter.proc_name, worker.generation, config.worker_connections)
         hooks.notify(hooks.PostFork(arbiter, worker))  # as gunicorn: before patching and --user
         ssl_context = boot.before_dropping_privileges(config)
         listeners = arbiter.listeners_for_worker()  # --reuse-port may bind port 443 here

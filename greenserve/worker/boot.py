@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from greenserve import compat, hooks
+from greenserve import compat, hooks, proctitle
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -247,8 +247,11 @@ class _Controller:
         link = self.link
         assert link is not None
         interval = max(0.05, min(1.0, self.config.timeout / 4)) if self.config.timeout else 1.0
+        title = proctitle.worker_title  # ps shows idle / busy N/M: rewritten when it changes
         while True:
             link.beat()
+            if title is not None:
+                title.update(sum(1 for conn in self.server.connections if not conn.idle), self.draining)
             if self.master_pid and os.getppid() != self.master_pid and not self.draining:
                 log.warning("Worker %d: the master went away; shutting down", os.getpid())
                 self.graceful(None)
