@@ -461,3 +461,63 @@ def reopen_files() -> None:
             handler.stream = handler._open()
         finally:
             handler.release()
+
+
+# -- gunicorn's Logger, for hooks -------------------------------------------------------------
+
+
+class ServerLog:
+    """``arbiter.log`` and ``worker.log``: gunicorn's Logger methods, writing to the error log.
+
+    Hooks written for gunicorn call ``server.log.info(...)``; the same calls
+    work here and log to ``greenserve.error`` at the given level. gunicorn's
+    ``access()`` is not provided: it takes gunicorn's own request and response
+    objects, which greenserve does not have.
+    """
+
+    LOG_LEVELS = {
+        "critical": logging.CRITICAL,
+        "error": logging.ERROR,
+        "warning": logging.WARNING,
+        "info": logging.INFO,
+        "debug": logging.DEBUG,
+    }
+
+    def __init__(self) -> None:
+        self.error_log = error_log
+        self.access_log = access_log
+
+    def critical(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.error_log.critical(msg, *args, **kwargs)
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.error_log.error(msg, *args, **kwargs)
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.error_log.warning(msg, *args, **kwargs)
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.error_log.info(msg, *args, **kwargs)
+
+    def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.error_log.debug(msg, *args, **kwargs)
+
+    def exception(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("exc_info", True)
+        self.error_log.error(msg, *args, **kwargs)
+
+    def log(self, lvl: int | str, msg: object, *args: Any, **kwargs: Any) -> None:
+        """``lvl``: a level number or a name such as ``"info"``, as gunicorn accepts."""
+        if isinstance(lvl, str):
+            lvl = self.LOG_LEVELS.get(lvl.lower(), logging.INFO)
+        self.error_log.log(lvl, msg, *args, **kwargs)
+
+    def reopen_files(self) -> None:
+        reopen_files()
+
+    def __repr__(self) -> str:
+        return f"<greenserve log {self.error_log.name}>"
+
+
+#: The one instance hooks see as ``arbiter.log`` and ``worker.log``.
+SERVER_LOG = ServerLog()

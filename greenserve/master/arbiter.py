@@ -119,6 +119,8 @@ class Arbiter:
         self.uid: int | None = None
         self.gid: int | None = None
         self.proc_name = config.proc_name or config.app
+        #: gunicorn's ``server.log`` for hooks: info(), warning(), exception()... to the error log.
+        self.log = logs.SERVER_LOG
         self.ready_announced = False
         self._previous_config: Config | None = None
         self._crashes = 0

@@ -16,7 +16,7 @@ import signal
 import sys
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from greenserve import hooks, logs, proctitle
 from greenserve.errors import EXIT_BOOT_ERROR, EXIT_ERROR, BootError
@@ -55,6 +55,8 @@ class WorkerRecord:
     #: The stop was asked for by the master (not a crash).
     expected_exit: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: gunicorn's ``worker.log`` for hooks: info(), warning(), exception()... to the error log.
+    log: ClassVar[logs.ServerLog] = logs.SERVER_LOG
 
     def __repr__(self) -> str:
         return f"<worker {self.pid} age={self.age} gen={self.generation} {self.state}>"

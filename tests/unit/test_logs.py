@@ -1,4 +1,4 @@
-"""greenserve.logs and the access log in this process: escaping, JSON lines, --log-config files, reopening."""
+"""greenserve.logs in this process: escaping, JSON lines, --log-config files, reopening, hooks' log."""
 
 from __future__ import annotations
 
@@ -345,6 +345,41 @@ def test_wants_access_fields():
     assert not logs.wants_access_fields(_config())
     assert logs.wants_access_fields(_config(log_format="json"))
     assert logs.wants_access_fields(_config(log_config="logging.json"))
+
+
+# -- server.log for hooks --------------------------------------------------------------------
+
+
+def test_server_log_has_gunicorn_logger_methods():
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logs.error_log.addHandler(handler)
+    logs.error_log.setLevel(logging.DEBUG)
+    log = logs.SERVER_LOG
+    log.debug("d %s", 1)
+    log.info("i")
+    log.warning("w")
+    log.error("e")
+    log.critical("c")
+    log.log("warning", "by name")
+    log.log(logging.INFO, "by number")
+    try:
+        raise KeyError("k")
+    except KeyError:
+        log.exception("failed %d", 2)
+    assert [(r.levelname, r.getMessage()) for r in records] == [
+        ("DEBUG", "d 1"),
+        ("INFO", "i"),
+        ("WARNING", "w"),
+        ("ERROR", "e"),
+        ("CRITICAL", "c"),
+        ("WARNING", "by name"),
+        ("INFO", "by number"),
+        ("ERROR", "failed 2"),
+    ]
+    assert records[-1].exc_info is not None
+    assert log.error_log is logs.error_log and log.access_log is logs.access_log
 
 
 # -- access log atoms and fields ------------------------------------------------------------------
