@@ -255,6 +255,8 @@ class IniLogConfig(LogConfig):
     def apply(self) -> None:
         try:
             logging.config.fileConfig(self.parser, disable_existing_loggers=False)
+        except KeyError as exc:  # fileConfig's way of saying a section or option is missing
+            raise ConfigError(f"{self.source}: missing section or option {exc}") from None
         except Exception as exc:  # noqa: BLE001 - any error in the file is one line
             raise self._failed(exc) from None
 
@@ -446,21 +448,31 @@ def reopen_files() -> None:
     greenserve's own files and those of a ``--log-config``: each
     :class:`logging.FileHandler` (and subclass) that has its file open. A file
     opened with mode ``w`` is reopened with ``a``: truncating it on every
-    USR1 would lose lines when nothing was rotated.
+    USR1 would lose lines when nothing was rotated. A file that cannot be
+    opened (its directory was removed, say) is reported in the error log and
+    its handler keeps writing where it did: a signal never stops the master.
     """
+    failures: list[tuple[str, OSError]] = []
     for handler in _all_handlers():
         if not isinstance(handler, logging.FileHandler):
             continue
         handler.acquire()
         try:
-            if handler.stream is None:
+            old = handler.stream
+            if old is None:
                 continue  # delay=True and nothing written yet: it opens the new file itself
             if handler.mode.startswith("w"):
                 handler.mode = "a" + handler.mode[1:]
-            handler.close()
-            handler.stream = handler._open()
+            try:
+                handler.stream = handler._open()
+            except OSError as exc:
+                failures.append((handler.baseFilename, exc))
+                continue
+            old.close()
         finally:
             handler.release()
+    for path, error in failures:
+        error_log.error("cannot reopen log file %s: %s; still writing to the file it had open", path, error)
 
 
 # -- gunicorn's Logger, for hooks -------------------------------------------------------------

@@ -330,6 +330,20 @@ def test_reopen_files_reopens_the_handlers_of_a_log_config(tmp_path):
     assert (tmp_path / "error.log.1").read_text() == "greenserve.error INFO before\n"
 
 
+def test_a_file_that_cannot_be_reopened_is_reported_and_kept(tmp_path):
+    errors = tmp_path / "error.log"
+    logs.setup(_config(error_logfile=str(errors)))
+    (tmp_path / "app").mkdir()
+    handler = logging.FileHandler(tmp_path / "app" / "app.log")
+    logs.access_log.addHandler(handler)
+    (tmp_path / "app").rename(tmp_path / "gone")  # logrotate's olddir, say
+    logs.reopen_files()
+    logs.access_log.warning("still written")
+    handler.close()
+    assert "still written" in (tmp_path / "gone" / "app.log").read_text()
+    assert f"cannot reopen log file {tmp_path}/app/app.log: [Errno 2] No such file" in errors.read_text()
+
+
 def test_reopen_appends_to_a_file_opened_for_writing(tmp_path):
     log_file = tmp_path / "w.log"
     handler = logging.FileHandler(log_file, mode="w")
