@@ -73,6 +73,7 @@ def test_hooks_written_for_gunicorn_log_through_server_log(master):
     (worker,) = server.wait_workers(lambda pids: len(pids) == 1)
     assert server.get("/")[0] == 200
     assert server.stop(signal.SIGTERM, timeout=10) == 0, server.log
+    server.wait_for(r"hook on_exit")  # the last line, once the log pipe is read to its end
 
     def said(text: str) -> list[tuple[int, str]]:
         return [
