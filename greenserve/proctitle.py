@@ -60,13 +60,19 @@ def master_title(name: str) -> str:
     return f"greenserve: master [{name}]"
 
 
+def worker_title_base(name: str) -> str:
+    """What comes before ``gen N`` in a worker's title (made by the master, before the fork)."""
+    return f"greenserve: worker [{name}]"
+
+
 class WorkerTitle:
     """A worker's title, rewritten only when its state changes."""
 
     __slots__ = ("_prefix", "_shown", "limit")
 
-    def __init__(self, name: str, generation: int, limit: int) -> None:
-        self._prefix = f"greenserve: worker [{name}] gen {generation}"
+    def __init__(self, title: str, generation: int, limit: int) -> None:
+        #: ``title``: what the master chose, ``greenserve: worker [NAME]`` (worker_title()).
+        self._prefix = f"{title} gen {generation}"
         #: ``--worker-connections``, the ``M`` of ``busy N/M``.
         self.limit = limit
         self._shown = ""
@@ -93,10 +99,10 @@ class WorkerTitle:
 worker_title: WorkerTitle | None = None
 
 
-def start_worker(name: str, generation: int, limit: int) -> WorkerTitle | None:
-    """In a new worker: show ``... gen N booting`` and keep the title for later updates."""
+def start_worker(title: str, generation: int, limit: int) -> WorkerTitle | None:
+    """In a new worker: show ``TITLE gen N booting`` and keep the title for later updates."""
     global worker_title
-    worker_title = WorkerTitle(name, generation, limit) if available() else None
+    worker_title = WorkerTitle(title, generation, limit) if available() else None
     if worker_title is not None:
         worker_title.show("booting")
     return worker_title

@@ -46,7 +46,7 @@ def run(config: Config) -> int:
         if config.user or config.group:
             if not compat.POSIX:
                 raise BootError("--user/--group are not available on this platform")
-            from greenserve.master.process import drop_privileges, resolve_ids
+            from greenserve.privileges import drop_privileges, resolve_ids
 
             drop_privileges(*resolve_ids(config.user, config.group))  # after binding: low ports work
         from greenserve.worker import boot

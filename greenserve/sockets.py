@@ -39,6 +39,9 @@ class Listener:
     unix_path: str | None = None
     #: How an inherited Unix socket is shown.
     label: str = ""
+    #: Bound by one worker for itself (``--reuse-port``): the kernel spreads clients over
+    #: the workers' sockets, and no other worker can accept from this one.
+    per_worker: bool = False
 
     @property
     def is_unix(self) -> bool:

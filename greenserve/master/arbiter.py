@@ -43,14 +43,16 @@ from greenserve.errors import (
 from greenserve.master import systemd
 from greenserve.master.process import (
     BOOTING,
+    PRELOAD_ENTRY,
     READY,
     STOPPING,
     WorkerRecord,
-    resolve_ids,
+    import_entry,
     run_child,
 )
+from greenserve.privileges import resolve_ids
 from greenserve.sockets import Listener, adopt_fd, close_listeners, create_listeners
-from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, WorkerLink, parse_messages
+from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, LoadBoard, WorkerLink, parse_messages
 
 log = logging.getLogger("greenserve.error")
 
@@ -59,7 +61,6 @@ log = logging.getLogger("greenserve.error")
 _fork = os.fork
 _waitpid = os.waitpid
 _select = select.select
-_sleep = time.sleep
 _signal = signal.signal
 
 #: Environment variable naming the listening descriptors a re-executed master inherits.
@@ -116,6 +117,8 @@ class Arbiter:
         self.exit_code = EXIT_OK
         self.reexec_pid = 0
         self.preloaded_app: Any = None
+        #: How many connections each worker holds, shared with them (see LoadBoard).
+        self.board = LoadBoard()
         self.uid: int | None = None
         self.gid: int | None = None
         self.proc_name = config.proc_name or config.app
@@ -203,25 +206,10 @@ class Arbiter:
             listen=not config.reuse_port,
         )
 
-    def listeners_for_worker(self) -> list[Listener]:
-        """In a child: the shared listeners, or its own with --reuse-port."""
-        if not self.config.reuse_port:
-            return self.listeners
-        own = []
-        for listener in self.listeners:
-            if listener.is_unix:
-                own.append(listener)
-                continue
-            own.extend(create_listeners([listener.bind_spec()], backlog=self.config.backlog, reuse_port=True))
-        return own
-
     def _preload(self) -> None:
         """Import the application here, after gevent has patched this process."""
-        from greenserve.worker import boot
-
-        boot.patch()
         try:
-            self.preloaded_app = boot.load_application(self.config)
+            self.preloaded_app = import_entry(PRELOAD_ENTRY)(self.config)
         except AppLoadError as exc:
             raise StopMaster(EXIT_APP_LOAD_ERROR, f"cannot load the application: {exc}") from None
         log.info("Preloaded %s in the master (gevent patched first)", self.config.app)
@@ -340,6 +328,7 @@ class Arbiter:
             link=link,
             generation=self.generation,
             max_requests=config.max_requests + jitter if config.max_requests else 0,
+            board_slot=self.board.allocate(),
         )
         try:
             hooks.notify(hooks.PreFork(self, worker))
@@ -430,6 +419,7 @@ class Arbiter:
                 continue
             self._read_link(worker)  # its last words, e.g. why it could not start
             worker.link.close()
+            self.board.release(worker.board_slot)
             self._worker_exited(worker, code)
 
     def _worker_exited(self, worker: WorkerRecord, code: int) -> None:

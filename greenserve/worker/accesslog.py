@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from greenserve.logs import ACCESS_LOGGER, escape
 
 if TYPE_CHECKING:
-    from greenserve.worker.wsgi import WSGIResponse
+    from greenserve.protocol.exchange import Exchange as WSGIResponse
 
 
 def _latin1_fallback(exc: UnicodeError) -> tuple[str, int]:

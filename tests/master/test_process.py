@@ -6,15 +6,18 @@ import grp
 import os
 import pwd
 import re
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import ROOT, wait_until
 
 from .conftest import APPS, cmdline, fd_targets, http_get, proc_ids
 
@@ -123,6 +126,62 @@ def test_user_and_group_apply_to_workers_not_the_master(master):
     workers = server.wait_workers(lambda pids: len(pids) == 2)
     # A new worker is root until it has patched (a few ms): wait for the switch.
     assert wait_until(lambda: all(proc_ids(pid) == (nobody, nogroup) for pid in workers), 10)
+
+
+_PUBLIC_APPS = {
+    "wsgi": (
+        "import os\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [str(os.getpid()).encode()]\n"
+    ),
+    "asgi": (
+        "import os\n"
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': str(os.getpid()).encode()})\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("interface", ["wsgi", "asgi"])
+def test_user_serves_when_greenserve_itself_is_unreadable_to_it(master, tmp_path, interface):
+    """greenserve installed where ``--user`` cannot read it (a virtualenv in a 0700 home).
+
+    Every module of greenserve's a worker may import later (the importer, the
+    ASGI bridge and what it imports) is imported before the switch; the
+    application itself is readable by the user, as it must be.
+    """
+    nobody, nogroup = _nobody_ids()
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    shutil.copytree(ROOT / "greenserve", home / "site" / "greenserve")
+    public = Path(tempfile.mkdtemp(prefix="greenserve-public-"))
+    try:
+        public.chmod(0o755)
+        (public / "public_app.py").write_text(_PUBLIC_APPS[interface])
+        (public / "public_app.py").chmod(0o644)
+        if not _readable_by_anyone(str(public / "public_app.py")):
+            pytest.skip(f"'nobody' cannot read {public}")
+        server = master(
+            "public_app:app",
+            "-w",
+            "1",
+            "--user",
+            "nobody",
+            "--group",
+            "nogroup",
+            cwd=public,
+            env={"PYTHONPATH": str(home / "site")},
+        )
+        (worker,) = server.wait_workers(lambda pids: len(pids) == 1)
+        assert server.get("/") == (200, str(worker).encode()), server.log
+        assert proc_ids(worker) == (nobody, nogroup)
+        assert "Traceback" not in server.log, server.log
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
 
 
 def test_user_who_cannot_read_the_app_stops_the_master_not_a_crash_loop(master, tmp_path):

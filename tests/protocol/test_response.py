@@ -15,7 +15,6 @@ from greenserve.protocol.response import (
     chunk,
     date_line,
     error_response,
-    has_body,
     parse_status,
     serialize,
     server_line,
@@ -227,14 +226,12 @@ def test_conflicting_content_length() -> None:
         Head("200 OK", [("Content-Length", "5"), ("Content-Length", "6")])
 
 
-def test_204_drops_content_length() -> None:
-    head = Head("204 No Content", [("Content-Length", "10")])
-    assert head.content_length is None
-    assert head.block == b""
-
-
-def test_304_keeps_content_length() -> None:
+def test_content_length_is_kept_for_the_exchange_to_decide() -> None:
+    """Head only validates; which statuses carry a body is the exchange's rule (test_exchange.py)."""
     assert Head("304 Not Modified", [("Content-Length", "10")]).content_length == 10
+    head = Head("204 No Content", [("Content-Length", "10")])
+    assert head.content_length == 10
+    assert head.block == b""
 
 
 def test_date_and_server_from_the_application() -> None:
@@ -244,22 +241,6 @@ def test_date_and_server_from_the_application() -> None:
 
 
 # -- bodies ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("method", "code", "expected"),
-    [
-        ("GET", 200, True),
-        ("POST", 201, True),
-        ("HEAD", 200, False),
-        ("GET", 204, False),
-        ("GET", 304, False),
-        ("HEAD", 404, False),
-        ("GET", 205, True),
-    ],
-)
-def test_has_body(method: str, code: int, expected: bool) -> None:
-    assert has_body(method, code) is expected
 
 
 def test_chunk_and_last_chunk() -> None:

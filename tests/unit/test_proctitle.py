@@ -22,7 +22,7 @@ def shown(monkeypatch) -> list[str]:
 
 def test_titles(shown):
     proctitle.set_title(proctitle.master_title("app:app"))
-    title = proctitle.start_worker("app:app", 3, 1000)
+    title = proctitle.start_worker(proctitle.worker_title_base("app:app"), 3, 1000)
     assert title is proctitle.worker_title
     title.update(0)
     title.update(2)
@@ -39,7 +39,7 @@ def test_titles(shown):
 
 
 def test_a_title_is_written_only_when_it_changes(shown):
-    title = proctitle.WorkerTitle("app", 1, 10)
+    title = proctitle.WorkerTitle("greenserve: worker [app]", 1, 10)
     for busy in (0, 0, 0, 4, 4, 0):
         title.update(busy)
     assert shown == [
@@ -65,7 +65,7 @@ def test_without_setproctitle_one_debug_line_and_no_titles(monkeypatch, caplog):
     monkeypatch.setattr(logger, "propagate", True)
     with caplog.at_level(logging.DEBUG, logger="greenserve.error"):
         proctitle.set_title("greenserve: master [x]")
-        assert proctitle.start_worker("x", 1, 10) is None
+        assert proctitle.start_worker("greenserve: worker [x]", 1, 10) is None
         proctitle.set_title("again")
     debug = [r for r in caplog.records if "setproctitle" in r.getMessage()]
     assert len(debug) == 1 and debug[0].levelno == logging.DEBUG

@@ -623,12 +623,29 @@ def test_a_request_sent_before_a_graceful_stop_reaches_its_connection(pair):
     assert run_in_thread(client) == (200, b"/late", "close", True)
 
 
-def test_a_connection_without_a_request_closes_at_once_on_a_graceful_stop(pair):
+def test_a_connection_without_a_request_closes_after_the_drain_grace_on_a_graceful_stop(pair):
+    """Its client may be sending its first request right now: it gets the grace, then a close."""
+    p = pair(make_app())
+    started = time.monotonic()
+    p.server.stop_accepting()
+    p.conn.greenlet.join(p.server.drain_grace + 2)
+    assert p.conn.greenlet.dead
+    assert time.monotonic() - started >= p.server.drain_grace - 0.1
+    assert run_in_thread(lambda: read_until_close(p.client, 2)) == (b"", True)
+
+
+def test_a_request_sent_during_the_drain_grace_is_answered_with_close(pair):
     p = pair(make_app())
     p.server.stop_accepting()
-    p.conn.greenlet.join(2)
-    assert p.conn.greenlet.dead
-    assert run_in_thread(lambda: read_until_close(p.client, 2)) == (b"", True)
+    gevent.sleep(0.3)
+    p.client.sendall(request_bytes("GET", "/in-grace"))
+
+    def client():
+        reader = ResponseReader(p.client)
+        response = reader.read()
+        return response.status, response.body, response.getheader("Connection"), reader.at_eof()
+
+    assert run_in_thread(client) == (200, b"/in-grace", "close", True)
 
 
 def test_a_parked_connection_whose_request_raced_with_the_shutdown_is_served(harness):
