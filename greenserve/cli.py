@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-config",
         action="store_true",
         default=False,
-        help="Validate the settings, import the application, and exit (0 when it loads).",
+        help="Validate the settings and the logging configuration, check the hooks' signatures "
+        "(without running them), import the application, and exit (0 when it loads).",
     )
     cli.add_argument(
         "--paste",
@@ -316,6 +317,14 @@ def _report_startup(config: Config, files: list[str], sources: dict[str, str]) -
 
 
 def _check_app(config: Config) -> int:
+    """--check-config: the settings, the logging configuration and the application.
+
+    Hooks are checked (their signatures were, when the settings were read)
+    but not run: they expect a live master and its workers, and what they do
+    (open connections, register the instance somewhere, write files) would
+    happen for real in a process that only checks.
+    """
+    from greenserve.config import HOOKS
     from greenserve.worker import boot
 
     boot.patch()
@@ -325,6 +334,12 @@ def _check_app(config: Config) -> int:
         print(f"greenserve: error: {exc}", file=sys.stderr)
         return EXIT_APP_LOAD_ERROR
     print(f"greenserve: configuration OK, {config.app} loads")
+    defined = [name for name in HOOKS if getattr(config, name) is not None]
+    if defined:
+        print(
+            f"greenserve: hooks not run, only their signatures checked: {', '.join(defined)} "
+            "(they run in a live master and its workers)"
+        )
     return EXIT_OK
 
 
@@ -369,6 +384,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     apply_environment(config)
     try:
         logs.setup(config)
+    except GreenserveError as exc:  # a --log-config file or a log file that cannot be used
+        return _fail(exc)
     except OSError as exc:  # the checks above passed, but opening failed all the same
         return _fail(ConfigError(f"cannot open a log file: {exc}"))
     _report_startup(config, files, sources)

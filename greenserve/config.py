@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import math
 import os
 import re
@@ -226,6 +227,44 @@ def parse_hook(value: Any) -> Callable | None:
     if value is None or callable(value):
         return value
     raise ValueError("hooks are functions, set in a configuration file (greenserve.conf.py)")
+
+
+def hook_taking(*params: str) -> Callable[[Any], Callable | None]:
+    """A hook greenserve calls with ``params``: a function that cannot take them is refused now.
+
+    A hook copied from gunicorn with another signature (``worker_exit(server,
+    worker)``) would otherwise fail only when it is called, in a worker or at
+    shutdown. Checking the signature runs none of the hook's code.
+    """
+
+    def parse(value: Any) -> Callable | None:
+        function = parse_hook(value)
+        if function is None:
+            return None
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):
+            return function  # a builtin or C callable: nothing to check
+        try:
+            signature.bind(*params)
+        except TypeError as exc:
+            raise ValueError(
+                f"{getattr(function, '__name__', 'the function')}{signature} cannot be called with "
+                f"greenserve's arguments ({', '.join(params)}): {exc}"
+            ) from None
+        return function
+
+    parse.__name__ = "parse_hook"
+    return parse
+
+
+def parse_log_config(value: Any) -> str | dict[str, Any]:
+    """A path, or (in a configuration file) a logging.config.dictConfig dictionary."""
+    if value is None:
+        return ""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return parse_str(value)
 
 
 def parse_optional_str(value: Any) -> str:
@@ -766,6 +805,29 @@ class Config:
         "%({header}o)s response header, ... (see docs/logging.md).",
     )
 
+    log_format: str = setting(
+        "text",
+        flags=["--log-format"],
+        section="Logging",
+        parse=choice("text", "json"),
+        metavar="{text,json}",
+        help="Both logs as 'text' lines or as 'json' lines: one JSON object per line with "
+        "time, level, pid, worker, message (and method, path, status, duration... for the "
+        "access log). See docs/logging.md.",
+    )
+    log_config: str | dict[str, Any] = setting(
+        "",
+        flags=["--log-config-json", "--log-config"],
+        section="Logging",
+        parse=parse_log_config,
+        metavar="PATH",
+        help="A logging configuration file, applied in the master and in every worker: a "
+        "logging.config.dictConfig dictionary in .json, .toml or .py (a LOGGING or "
+        "logconfig_dict variable), or a fileConfig .ini file. Loggers it configures "
+        "(greenserve.error, greenserve.access) get none of greenserve's handlers. In a "
+        "configuration file, the dictionary itself may be given.",
+    )
+
     # Process -------------------------------------------------------------
     pidfile: str = setting(
         "",
@@ -817,50 +879,57 @@ class Config:
         parse=parse_optional_str,
         metavar="NAME",
         default_doc="the application spec",
-        help="Name shown in ps/top for the master and workers (needs the setproctitle package).",
+        help="Name shown in ps/top: 'greenserve: master [NAME]' and 'greenserve: worker [NAME] gen N' "
+        "with the worker's state ('idle', 'busy 3/1000').",
     )
 
     # Hooks -----------------------------------------------------------------
     on_starting: Callable | None = setting(
-        None, section="Hooks", parse=parse_hook, help="on_starting(arbiter): the master is starting."
+        None,
+        section="Hooks",
+        parse=hook_taking("arbiter"),
+        help="on_starting(arbiter): the master is starting.",
     )
     when_ready: Callable | None = setting(
-        None, section="Hooks", parse=parse_hook, help="when_ready(arbiter): the workers are up."
+        None, section="Hooks", parse=hook_taking("arbiter"), help="when_ready(arbiter): the workers are up."
     )
     pre_fork: Callable | None = setting(
         None,
         section="Hooks",
-        parse=parse_hook,
+        parse=hook_taking("arbiter", "worker"),
         help="pre_fork(arbiter, worker): in the master, before a fork.",
     )
     post_fork: Callable | None = setting(
         None,
         section="Hooks",
-        parse=parse_hook,
+        parse=hook_taking("arbiter", "worker"),
         help="post_fork(arbiter, worker): in the worker, after the fork.",
     )
     post_worker_init: Callable | None = setting(
         None,
         section="Hooks",
-        parse=parse_hook,
+        parse=hook_taking("worker"),
         help="post_worker_init(worker): in the worker, after the application is loaded.",
     )
     worker_exit: Callable | None = setting(
-        None, section="Hooks", parse=parse_hook, help="worker_exit(worker): in the worker, as it exits."
+        None,
+        section="Hooks",
+        parse=hook_taking("worker"),
+        help="worker_exit(worker): in the worker, as it exits.",
     )
     on_exit: Callable | None = setting(
-        None, section="Hooks", parse=parse_hook, help="on_exit(arbiter): the master is exiting."
+        None, section="Hooks", parse=hook_taking("arbiter"), help="on_exit(arbiter): the master is exiting."
     )
     pre_request: Callable | None = setting(
         None,
         section="Hooks",
-        parse=parse_hook,
+        parse=hook_taking("worker", "environ"),
         help="pre_request(worker, environ): before the application is called.",
     )
     post_request: Callable | None = setting(
         None,
         section="Hooks",
-        parse=parse_hook,
+        parse=hook_taking("worker", "environ", "status"),
         help="post_request(worker, environ, status): after the response was sent.",
     )
 

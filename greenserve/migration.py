@@ -37,11 +37,12 @@ class Unsupported:
 
 
 _LOGGERS = (
-    "configure the greenserve.error and greenserve.access loggers from a hook instead (docs/logging.md)"
+    "configure the greenserve.error and greenserve.access loggers with a --log-config file "
+    "instead (docs/logging.md)"
 )
 _SYSLOG = (
-    "greenserve logs to files or stderr, not syslog: let journald or the container runtime "
-    "collect stderr, or " + _LOGGERS
+    "greenserve logs to files or stderr: let journald or the container runtime collect stderr, "
+    "or put a SysLogHandler in a --log-config file (docs/logging.md)"
 )
 _STRICT = "greenserve's HTTP parsing is always strict (docs/http.md): remove {name}"
 
@@ -133,9 +134,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
         ("--logger-class",),
         "greenserve has no {name}: " + _LOGGERS,
     ),
-    Unsupported("logconfig", ("--log-config",), "greenserve has no {name}: " + _LOGGERS),
-    Unsupported("logconfig_json", ("--log-config-json",), "greenserve has no {name}: " + _LOGGERS),
-    Unsupported("logconfig_dict", (), "greenserve has no {name}: " + _LOGGERS),
     Unsupported("syslog", ("--log-syslog",), _SYSLOG, takes_value=False),
     Unsupported("syslog_addr", ("--log-syslog-to",), _SYSLOG),
     Unsupported("syslog_prefix", ("--log-syslog-prefix",), _SYSLOG),
@@ -201,6 +199,9 @@ RENAMED: dict[str, str] = {
     "errorlog": "error_logfile",
     "loglevel": "log_level",
     "access_log_format": "access_logformat",
+    "logconfig": "log_config",
+    "logconfig_json": "log_config",
+    "logconfig_dict": "log_config",
 }
 
 _BY_NAME = {item.name: item for item in UNSUPPORTED}

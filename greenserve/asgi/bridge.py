@@ -44,6 +44,7 @@ from gevent.hub import Waiter
 from greenserve.asgi.loop_thread import LoopThread, fail_future, get_loop_thread, resolve_future
 from greenserve.asgi.scope import ConnectionInfo, scope_for_environ, scope_for_request
 from greenserve.errors import ClientDisconnected, RequestTimeout
+from greenserve.logs import escape, request_summary
 from greenserve.protocol.events import Request
 from greenserve.protocol.exchange import Exchange
 from greenserve.protocol.response import Head, ResponseError, status_text
@@ -505,9 +506,9 @@ class HTTPCycle:
     def _describe(self) -> str:
         request = self.request
         if request is not None:
-            return f"{request.method} {request.target.decode('latin-1')[:200]!r}"
+            return request_summary(request.method, request.target)  # escaped: client data
         environ = self.environ or {}
-        return f"{environ.get('REQUEST_METHOD')} {environ.get('RAW_URI')!r}"
+        return escape(f"{environ.get('REQUEST_METHOD')} {str(environ.get('RAW_URI'))[:200]}")
 
     def _app_done(self, error: BaseException | None, started: bool) -> None:
         if error is not None and not isinstance(error, ClientDisconnected):

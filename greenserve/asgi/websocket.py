@@ -39,6 +39,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from greenserve.asgi.loop_thread import fail_future as _fail
 from greenserve.asgi.loop_thread import resolve_future as _resolve
 from greenserve.errors import ClientDisconnected
+from greenserve.logs import escape
 from greenserve.protocol.events import Request as HTTPRequest
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class WebSocketSession:
             self.ws.receive_data(b"".join(head) + b"\r\n")
             event = next(self.ws.events())
         except (RemoteProtocolError, StopIteration) as exc:
-            log.info("invalid WebSocket handshake: %s", exc)
+            log.info("invalid WebSocket handshake: %s", escape(str(exc)))
             return 400, [(b"content-type", b"text/plain")], b"Invalid WebSocket handshake\n"
         assert isinstance(event, Request)
         scope = self.scope
@@ -336,7 +337,7 @@ class WebSocketSession:
                     self._gone(1006)
                     return
         except RemoteProtocolError as exc:
-            log.debug("WebSocket protocol error: %s", exc)
+            log.debug("WebSocket protocol error: %s", escape(str(exc)))
             self._close(1002, "protocol error")
             self._gone(1002)
         except OSError:

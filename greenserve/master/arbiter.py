@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from greenserve import __version__, hooks, logs, pidfile
+from greenserve import __version__, hooks, logs, pidfile, proctitle
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -51,7 +51,6 @@ from greenserve.master.process import (
     run_child,
 )
 from greenserve.privileges import resolve_ids
-from greenserve.proctitle import set_proc_title
 from greenserve.sockets import Listener, adopt_fd, close_listeners, create_listeners, stop_queueing
 from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, LoadBoard, WorkerLink, parse_messages
 
@@ -123,6 +122,8 @@ class Arbiter:
         self.uid: int | None = None
         self.gid: int | None = None
         self.proc_name = config.proc_name or config.app
+        #: gunicorn's ``server.log`` for hooks: info(), warning(), exception()... to the error log.
+        self.log = logs.SERVER_LOG
         self.ready_announced = False
         self._previous_config: Config | None = None
         self._crashes = 0
@@ -180,7 +181,7 @@ class Arbiter:
             roots = [os.path.abspath(config.chdir or os.getcwd()), *config.pythonpath]
             self._reloader = Reloader(roots, config.reload_extra_files)
             log.info("Reloading on changes below %s", ", ".join(self._reloader.roots))
-        set_proc_title(f"greenserve: master [{self.proc_name}]")
+        proctitle.set_title(proctitle.master_title(self.proc_name))
         log.info("Using %d worker%s", self.num_workers, "" if self.num_workers == 1 else "s")
 
     def _open_listeners(self) -> list[Listener]:
@@ -580,6 +581,7 @@ class Arbiter:
         if self._reload_config is not None:
             try:
                 config = self._reload_config()
+                logs.setup(config)  # restores the current logging when it fails
             except ConfigError as exc:
                 log.error("reload: %s; keeping the current configuration", exc)
                 return
@@ -588,7 +590,6 @@ class Arbiter:
                 log.warning("reload: bind changed; the new addresses need a restart of the master")
                 config = config.replace(bind=self.config.bind)
             self.config = config
-            logs.setup(config)
             hooks.install(config)
             if config.workers != self._previous_config.workers:
                 self.num_workers = config.workers

@@ -16,8 +16,9 @@ import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from greenserve import logs, proctitle
 from greenserve.errors import EXIT_ERROR
 from greenserve.workerlink import WorkerLink, WorkerStart
 
@@ -61,6 +62,8 @@ class WorkerRecord:
     #: Its slot on the master's LoadBoard (-1: none).
     board_slot: int = -1
     extra: dict[str, Any] = field(default_factory=dict)
+    #: gunicorn's ``worker.log`` for hooks: info(), warning(), exception()... to the error log.
+    log: ClassVar[logs.ServerLog] = logs.SERVER_LOG
 
     def __repr__(self) -> str:
         return f"<worker {self.pid} age={self.age} gen={self.generation} {self.state}>"
@@ -85,7 +88,7 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
         master_pid=arbiter.pid,
         uid=arbiter.uid,
         gid=arbiter.gid,
-        proc_title=f"greenserve: worker [{arbiter.proc_name}]",
+        proc_title=proctitle.worker_title_base(arbiter.proc_name),
         unblock_signals=arbiter.SIGNALS,
         multiprocess=arbiter.num_workers > 1,
         preloaded_app=arbiter.preloaded_app,

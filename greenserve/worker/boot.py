@@ -21,7 +21,7 @@ from typing import Any
 import gevent
 from gevent import monkey
 
-from greenserve import compat, hooks
+from greenserve import compat, hooks, proctitle
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -126,12 +126,14 @@ def build_server(
     board: LoadBoard | None = None,
     board_slot: int = -1,
 ) -> Any:
+    from greenserve.logs import wants_access_fields
     from greenserve.worker.accesslog import AccessLog
     from greenserve.worker.server import WorkerServer
 
     if ssl_context is None:
         ssl_context = load_tls(config)
-    access = AccessLog(config.access_logformat) if config.access_log else None
+    fields = wants_access_fields(config)  # JSON lines or --log-config: records carry the fields
+    access = AccessLog(config.access_logformat, fields=fields) if config.access_log else None
     return WorkerServer(
         config,
         app,
@@ -240,8 +242,11 @@ class _Controller:
         link = self.link
         assert link is not None
         interval = max(0.05, min(1.0, self.config.timeout / 4)) if self.config.timeout else 1.0
+        title = proctitle.worker_title  # ps shows idle / busy N/M: rewritten when it changes
         while True:
             link.beat()
+            if title is not None:
+                title.update(self.server.busy_connections(), self.draining)
             if self.master_pid and os.getppid() != self.master_pid and not self.draining:
                 log.warning("Worker %d: the master went away; shutting down", os.getpid())
                 self.graceful(None)

@@ -51,6 +51,7 @@ from gevent.socket import wait_write
 
 from greenserve import hooks
 from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyError, RequestTimeout
+from greenserve.logs import escape, request_summary
 from greenserve.protocol.environ import request_environ
 from greenserve.protocol.events import END, Request
 from greenserve.protocol.exchange import CLOSE_LINGER, DRAIN, KEEP_ALIVE, SWITCHED, Exchange
@@ -546,7 +547,7 @@ class Connection:
         else:
             error, message = exc, "error handling request"
         request = self.exchange.request
-        where = f"{request.method} {request.target.decode('latin-1')[:200]!r}" if request else "?"
+        where = request_summary(request.method, request.target) if request else "?"  # escaped: client data
         if error is not None:
             log.error("%s %s", message, where, exc_info=error)
         elif status >= 500:
@@ -571,9 +572,9 @@ class Connection:
     def _reject(self, error: ProtocolError) -> None:
         """Answer a request that broke the protocol, then close (without the app)."""
         if error.status >= 500 or error.status == 408:
-            log.info("rejected request: %s %s", error.status, error.reason)
+            log.info("rejected request: %s %s", error.status, escape(error.reason))
         else:
-            log.debug("rejected request: %s %s", error.status, error.reason)
+            log.debug("rejected request: %s %s", error.status, escape(error.reason))
         self.linger = True
         try:
             self.sendall(self.exchange.send_error(error.status, error.reason))

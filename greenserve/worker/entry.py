@@ -24,11 +24,10 @@ import signal
 import sys
 from typing import Any
 
-from greenserve import hooks
+from greenserve import hooks, logs, proctitle
 from greenserve.config import Config
 from greenserve.errors import EXIT_BOOT_ERROR, BootError
 from greenserve.privileges import drop_privileges, will_change
-from greenserve.proctitle import set_proc_title
 from greenserve.sockets import Listener, create_listeners
 from greenserve.workerlink import WorkerStart
 
@@ -66,7 +65,8 @@ def main(start: WorkerStart) -> int:
             import gevent
 
             gevent.reinit()
-        set_proc_title(start.proc_title)
+        logs.after_fork(start.worker.age)  # --log-config: this worker's own handlers
+        proctitle.start_worker(start.proc_title, start.worker.generation, config.worker_connections)
         hooks.notify(hooks.PostFork(start.hook_server, start.worker))
         ssl_context = boot.before_dropping_privileges(config)
         listeners = own_listeners(start.listeners, config)  # --reuse-port may bind port 443 here

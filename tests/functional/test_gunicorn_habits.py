@@ -95,7 +95,7 @@ def test_no_worker_class_note_by_default(greenserve):
         (["--ssl-version", "TLSv1_2"], "remove --ssl-version; the TLS settings are --certfile, --keyfile"),
         (["--ciphers", "ECDHE"], "remove --ciphers; the TLS settings are --certfile"),
         (["--proxy-allow-from", "*"], "does not speak the PROXY protocol (--proxy-allow-from)"),
-        (["--log-syslog"], "--log-syslog: greenserve logs to files or stderr, not syslog"),
+        (["--log-syslog"], "--log-syslog: greenserve logs to files or stderr: let journald"),
     ],
 )
 def test_gunicorn_only_flag_fails_with_what_to_do_instead(args, message):

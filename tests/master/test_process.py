@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,13 +34,42 @@ def test_pidfile_is_written_and_removed(master, tmp_path):
     assert list(pidfile.parent.iterdir()) == []  # no temporary file left behind
 
 
-def test_proc_name_shows_in_cmdline(master):
-    pytest.importorskip("setproctitle")
-    server = master("mapp:app", "-w", "2", "--proc-name", "gs-master-test")
+def _title_becomes(pid: int, title: str) -> bool:
+    return wait_until(lambda: cmdline(pid) == title, 5)
+
+
+def test_process_titles_show_the_role_generation_and_state(master):
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("titles are read from /proc/<pid>/cmdline, and this system has no /proc")
+    # --timeout 2: the supervisor greenlet, which refreshes the title, runs every 0.5 s.
+    server = master("mapp:app", "-w", "2", "--proc-name", "gs-title", "--timeout", "2")
     workers = server.wait_workers(lambda pids: len(pids) == 2)
-    assert "greenserve: master [gs-master-test]" in cmdline(server.pid)
+    assert cmdline(server.pid) == "greenserve: master [gs-title]"
     for pid in workers:
-        assert "greenserve: worker [gs-master-test]" in cmdline(pid)
+        assert _title_becomes(pid, "greenserve: worker [gs-title] gen 1 idle"), cmdline(pid)
+
+    # A request in progress: its worker says so, then goes back to idle.
+    slow = threading.Thread(target=http_get, args=(server.address, "/sleep?s=2"), daemon=True)
+    slow.start()
+    busy = "greenserve: worker [gs-title] gen 1 busy 1/1000"
+    assert wait_until(lambda: any(cmdline(pid) == busy for pid in workers), 5), [cmdline(p) for p in workers]
+    slow.join(10)
+    assert wait_until(lambda: all(cmdline(pid).endswith(" gen 1 idle") for pid in workers), 5)
+
+    # A reload makes a new generation of workers.
+    server.send_signal(signal.SIGHUP)
+    new = server.wait_workers(lambda pids: len(pids) == 2 and not set(pids) & set(workers))
+    for pid in new:
+        assert _title_becomes(pid, "greenserve: worker [gs-title] gen 2 idle"), cmdline(pid)
+
+
+def test_the_default_name_is_the_application(master):
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("titles are read from /proc/<pid>/cmdline, and this system has no /proc")
+    server = master("mapp:app", "-w", "1")
+    assert cmdline(server.pid) == "greenserve: master [mapp:app]"
+    (worker,) = server.wait_workers(lambda pids: len(pids) == 1)
+    assert wait_until(lambda: cmdline(worker).startswith("greenserve: worker [mapp:app] gen 1 "), 5)
 
 
 def test_worker_tmp_dir_holds_the_unlinked_heartbeat_files(master, tmp_path):
