@@ -21,15 +21,12 @@ This is the only module that imports h11.
 from __future__ import annotations
 
 import h11
-from zope.interface import implementer
 
 from greenserve.errors import ProtocolError
-from greenserve.interfaces import IHeadParser
 from greenserve.protocol.events import Limits, Request
 from greenserve.protocol.rules import check_raw_head, finish_head
 
 
-@implementer(IHeadParser)
 class H11HeadParser:
     """See :class:`greenserve.protocol.parser.HeadParser`."""
 

@@ -30,10 +30,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import httptools
-from zope.interface import implementer
 
 from greenserve.errors import ProtocolError
-from greenserve.interfaces import IHeadParser
 from greenserve.protocol.events import Limits, Request
 from greenserve.protocol.rules import finish_head
 
@@ -45,7 +43,6 @@ _HttpParserCallbackError = httptools.HttpParserCallbackError
 _HttpParserUpgrade = httptools.HttpParserUpgrade
 
 
-@implementer(IHeadParser)
 class HttptoolsHeadParser:
     """See :class:`greenserve.protocol.parser.HeadParser`."""
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections import deque
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from greenserve.errors import ConfigError, ProtocolError
 from greenserve.protocol.chunked import ChunkedDecoder
@@ -35,9 +35,9 @@ from greenserve.protocol.events import END, Limits, Request
 from greenserve.protocol.rules import check_raw_head
 
 _HEAD, _LENGTH, _CHUNKED, _PAUSED, _DEAD = range(5)
-_LINE_ENDS = (13, 10)
 
 
+@runtime_checkable
 class HeadParser(Protocol):
     """Parses one complete request head (ending in CRLF CRLF) into a Request."""
 
@@ -75,36 +75,12 @@ class RequestParser:
         self._request: Request | None = None
         self._chunked: ChunkedDecoder | None = None
 
-    @property
-    def name(self) -> str:
-        return self._head_parser.name
-
     # -- driving -----------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
+        # One path for every input: a special case for "exactly one whole head"
+        # measured no faster (3.65 us against 3.57 us per head with httptools).
         state = self._state
-        # The common case, by far: exactly one whole head, nothing pending.
-        # Anything unusual (empty lines first, a body, a big head) takes the general path.
-        if (
-            state == _HEAD
-            and not self._buf
-            and data.find(b"\r\n\r\n") == len(data) - 4 >= 0
-            and data[0] not in _LINE_ENDS
-            and len(data) <= self.limits.head_size
-        ):
-            try:
-                request = self._head_parser.parse(data)
-            except ProtocolError as error:
-                self._fail(error)
-                return
-            if not request.chunked and not request.content_length:
-                self.events.append(request)
-                self.events.append(END)
-                if request.upgrade is not None:
-                    self._state = _PAUSED
-                return
-            self._start_body(request)
-            return
         if state == _DEAD:
             return
         buf = self._buf

@@ -323,7 +323,6 @@ def test_prepare_path_chdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         importer.prepare_path(chdir=str(tmp_path / "missing"))
 
 
-@pytest.mark.skipif(not hasattr(importer, "detect_interface"), reason="no ASGI detection")
 def test_detect_interface() -> None:
     def wsgi(environ, start_response):
         return []
