@@ -140,7 +140,7 @@ class ASGIBridge:
 
     def serve_request(self, connection: Connection, request: Request, body: Body) -> None:
         """Serve one request parsed by a greenserve worker, writing through its exchange."""
-        if _is_websocket(request):
+        if request.upgrade is not None and _is_websocket(request):
             from greenserve.asgi.websocket import WebSocketSession
 
             scope = scope_for_request("websocket", request, connection, self.state)

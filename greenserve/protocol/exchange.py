@@ -241,8 +241,12 @@ class Exchange:
         )
         if body and send_body:
             out += self._frame(body)
-        if end:
-            out += self.send_end()
+        if end:  # send_end(), inline: a whole body with its head is the usual WSGI response
+            self.state = DONE
+            if chunked:
+                out += LAST_CHUNK
+            elif self.remaining:
+                self._must_close("the body was shorter than its Content-Length")
         return out
 
     def send_data(self, data: bytes) -> bytes:

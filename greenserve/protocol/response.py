@@ -119,9 +119,11 @@ class Head:
         self.close: bool
         self.has_date: bool
         self.has_server: bool
-        self.block, self.content_length, self.close, self.has_date, self.has_server = _checked(
-            headers, _check_headers
-        )
+        try:  # applications send the same header lists again and again: checked once each
+            checked = _HEAD_CACHE[tuple(headers)]
+        except (KeyError, TypeError):
+            checked = _checked(headers, _check_headers)
+        self.block, self.content_length, self.close, self.has_date, self.has_server = checked
 
     @classmethod
     def from_asgi(cls, code: int, headers: Iterable[tuple[bytes, bytes]]) -> Head:
@@ -133,10 +135,14 @@ class Head:
         head = cls.__new__(cls)
         status = _ASGI_STATUS.get(code)  # any hashable: a str or a float is simply not found
         head.code, head.status_line = _asgi_status(code) if status is None else status
+        if not isinstance(headers, (list, tuple)):
+            headers = list(headers)  # any iterable: read it once
         head.headers = headers
-        head.block, head.content_length, head.close, head.has_date, head.has_server = _checked(
-            headers, _check_asgi_headers
-        )
+        try:  # as in __init__
+            checked = _HEAD_CACHE[tuple(headers)]
+        except (KeyError, TypeError):
+            checked = _checked(headers, _check_asgi_headers)
+        head.block, head.content_length, head.close, head.has_date, head.has_server = checked
         return head
 
 

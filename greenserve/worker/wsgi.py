@@ -124,7 +124,9 @@ class WSGIResponse:
         return head
 
     def _send_list(self, result: list) -> None:
-        head = self._started_head()
+        head = self.head
+        if head is None:
+            raise ResponseError("the application returned without calling start_response()")
         try:
             body = result[0] if len(result) == 1 else b"".join(result)
         except TypeError:
@@ -135,7 +137,8 @@ class WSGIResponse:
             body = bytes(body)
         exchange = self.exchange
         self.conn.sendall(exchange.send_head(head, body, end=True))
-        self._check_length()
+        if exchange.excess or exchange.remaining:
+            self._check_length()
 
     def _send_iterable(self, result: Iterable[bytes]) -> None:
         write = self.write
@@ -158,7 +161,8 @@ class WSGIResponse:
             out = exchange.send_end()
         if out:
             self.conn.sendall(out)
-        self._check_length()
+        if exchange.excess or exchange.remaining:
+            self._check_length()
 
     def _check_length(self) -> None:
         """Say once when the body did not match the application's Content-Length."""

@@ -403,3 +403,10 @@ def test_status_text(code: int, text: str) -> None:
 )
 def test_reason_phrase(code: int, phrase: str) -> None:
     assert response.reason_phrase(code) == phrase
+
+
+def test_asgi_headers_may_be_any_iterable() -> None:
+    """ASGI says headers are an iterable: a generator is read once, not lost to the cache lookup."""
+    head = Head.from_asgi(200, ((name, value) for name, value in [(b"x-one", b"1"), (b"x-two", b"2")]))
+    assert head.block == b"x-one: 1\r\nx-two: 2\r\n"
+    assert Head.from_asgi(200, [[b"x-list", b"3"]]).block == b"x-list: 3\r\n"
