@@ -69,6 +69,8 @@ V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 _V1_PREFIX = b"PROXY"
 _NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 _V2_FIXED = 16
+#: "PROXY UNKNOWN\r\n": no preamble is shorter.
+_SHORTEST = 15
 
 #: ``--proxy-protocol`` values that read a preamble, and the versions each accepts.
 MODES: dict[str, frozenset[int]] = {
@@ -639,7 +641,8 @@ class PreambleReader:
 
     For a peer that must send a preamble: ``feed()`` returns None while more
     bytes are needed, then the :class:`ProxyHeader`; :attr:`rest` is what
-    came after it (the start of the first HTTP request). Raises
+    came after it (the start of the first HTTP request); ``feed_eof()`` when
+    the peer closes first. Raises
     :class:`ProxyProtocolError` for a malformed preamble, a version the mode
     does not accept, or HTTP bytes where the preamble should be. At most
     ``max_length`` bytes are kept (107 suffice for v1).
@@ -670,3 +673,38 @@ class PreambleReader:
         self.rest = buffer[header.length :]
         self._buffer = b""
         return header
+
+    def max_read(self) -> int:
+        """How many bytes may be received now without reading past the preamble.
+
+        For a TLS listener, where the bytes after the preamble are the TLS
+        handshake and must stay in the socket for the TLS layer: receive at
+        most this many each time (0 once the preamble is complete). The
+        shortest preamble is 15 bytes; a v2 header says its length after 16;
+        a v1 line is read at most two bytes at a time past its first 15, since
+        it can only end with CRLF.
+        """
+        if self.header is not None:
+            return 0
+        buffer = self._buffer
+        size = len(buffer)
+        kind = detect(buffer)
+        if kind is Detection.V2:
+            if size < _V2_FIXED:
+                return _V2_FIXED - size
+            return _V2_FIXED + int.from_bytes(buffer[14:16], "big") - size
+        if kind is Detection.V1:
+            return 1 if buffer.endswith(b"\r") else max(2, _SHORTEST - size)
+        return max(1, _SHORTEST - size)
+
+    def feed_eof(self) -> None:
+        """The peer closed its side before the preamble was complete: always an error.
+
+        The specification asks receivers to reject partial headers; the reason
+        says whether any of it had arrived.
+        """
+        if self.header is not None:
+            return
+        if self._buffer:
+            raise ProxyProtocolError("connection closed in the middle of a PROXY protocol header")
+        raise ProxyProtocolError("connection closed before a PROXY protocol header")

@@ -327,6 +327,62 @@ def test_valid_preamble_one_byte_at_a_time(preamble: bytes) -> None:
     assert parse(preamble[:-1]) is None
 
 
+@pytest.mark.parametrize("preamble", [case[1] for case in VALID], ids=[case[0] for case in VALID])
+def test_truncated_preamble_is_refused_at_end_of_stream(preamble: bytes) -> None:
+    for end in (1, len(preamble) // 2, len(preamble) - 1):
+        reader = PreambleReader("auto")
+        assert reader.feed(preamble[:end]) is None
+        with pytest.raises(
+            ProxyProtocolError, match="connection closed in the middle of a PROXY protocol header"
+        ):
+            reader.feed_eof()
+
+
+def test_end_of_stream_before_or_after_the_preamble() -> None:
+    reader = PreambleReader()
+    with pytest.raises(ProxyProtocolError, match="connection closed before a PROXY protocol header"):
+        reader.feed_eof()
+    assert reader.feed(b"") is None
+    with pytest.raises(ProxyProtocolError, match="before"):
+        reader.feed_eof()
+    reader = PreambleReader()
+    assert reader.feed(b"PROXY UNKNOWN\r\n") is not None
+    reader.feed_eof()  # the HTTP parser deals with what follows
+
+
+@pytest.mark.parametrize("preamble", [case[1] for case in VALID], ids=[case[0] for case in VALID])
+def test_max_read_never_reads_past_the_preamble(preamble: bytes) -> None:
+    """A TLS listener reads at most max_read() bytes: the handshake after the preamble stays unread."""
+    stream = preamble + b"\x16\x03\x01 TLS ClientHello"
+    reader = PreambleReader("auto")
+    position = reads = 0
+    header = None
+    while header is None:
+        size = reader.max_read()
+        assert size > 0
+        header = reader.feed(stream[position : position + size])
+        position += len(stream[position : position + size])
+        reads += 1
+    assert position == len(preamble)
+    assert reader.rest == b""
+    assert reader.max_read() == 0
+    assert reads <= 3 + max(0, len(preamble) - 15) // 2
+
+
+def test_max_read_before_anything_arrives() -> None:
+    assert PreambleReader().max_read() == 15
+    reader = PreambleReader()
+    reader.feed(V2_SIGNATURE[:10])
+    assert reader.max_read() == 5
+    reader.feed(V2_SIGNATURE[10:] + b"\x21\x11")
+    assert reader.max_read() == 2
+    reader.feed(b"\x00\x0c")
+    assert reader.max_read() == 12
+    reader = PreambleReader()
+    reader.feed(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r")
+    assert reader.max_read() == 1
+
+
 def test_the_reader_hands_over_once() -> None:
     reader = PreambleReader()
     assert reader.feed(b"PROXY UNKNOWN\r\n" + HTTP) is not None
