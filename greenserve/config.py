@@ -24,6 +24,7 @@ from typing import Any
 
 from greenserve import migration
 from greenserve.errors import ConfigError
+from greenserve.protocol.proxy import parse_allow_list
 
 ENV_PREFIX = "GREENSERVE_"
 
@@ -221,6 +222,34 @@ def parse_env(value: Any) -> tuple[str, ...]:
         if key.upper().startswith(ENV_PREFIX):
             raise ValueError(f"{key}: give greenserve's own settings directly, not through the environment")
     return items
+
+
+def parse_ip_list(value: Any) -> tuple[str, ...]:
+    """A list of IP addresses, networks (``10.0.0.0/8``) or ``*``, each checked."""
+    return parse_allow_list(parse_list(value))
+
+
+_PROXY_PROTOCOL_MODES = ("off", "v1", "v2", "auto")
+#: gunicorn's proxy_protocol was a boolean before it took a version.
+_PROXY_PROTOCOL_ALIASES = {
+    "false": "off",
+    "no": "off",
+    "0": "off",
+    "true": "auto",
+    "yes": "auto",
+    "1": "auto",
+}
+
+
+def parse_proxy_protocol(value: Any) -> str:
+    """``off``, ``v1``, ``v2`` or ``auto``; a boolean means ``auto``/``off``."""
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    text = str(value).strip().lower()
+    text = _PROXY_PROTOCOL_ALIASES.get(text, text)
+    if text not in _PROXY_PROTOCOL_MODES:
+        raise ValueError(f"expected one of {', '.join(_PROXY_PROTOCOL_MODES)}, got {value!r}")
+    return text
 
 
 def parse_hook(value: Any) -> Callable | None:
@@ -648,11 +677,12 @@ class Config:
         ("127.0.0.1", "::1"),
         flags=["--forwarded-allow-ips"],
         section="Proxy",
-        parse=parse_list,
+        parse=parse_ip_list,
         metavar="IPS",
-        help="Comma-separated proxy addresses (or '*') whose X-Forwarded-For, "
-        "X-Forwarded-Proto and Forwarded headers are trusted to set REMOTE_ADDR and "
-        "wsgi.url_scheme. Connections over Unix sockets are always trusted.",
+        help="Comma-separated proxy addresses and networks (e.g. 10.0.0.0/8), or '*', whose "
+        "X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are trusted to set "
+        "REMOTE_ADDR and wsgi.url_scheme. Peers on Unix sockets are trusted too, unless "
+        "--no-trust-unix-peers.",
     )
     proxy_headers: bool = setting(
         True,
@@ -660,6 +690,65 @@ class Config:
         section="Proxy",
         parse=parse_bool,
         help="Apply forwarded headers from trusted proxies (see --forwarded-allow-ips).",
+    )
+    forwarded_host: bool = setting(
+        False,
+        flags=["--forwarded-host"],
+        section="Proxy",
+        parse=parse_bool,
+        negative="--no-forwarded-host",
+        help="Also take the Host (HTTP_HOST, SERVER_NAME, SERVER_PORT) from a trusted proxy's "
+        "X-Forwarded-Host (or Forwarded: host=). Only when the proxy sets it itself: one that "
+        "passes a client's X-Forwarded-Host through lets clients choose the host of every URL "
+        "the application builds.",
+    )
+    forwarded_port: bool = setting(
+        False,
+        flags=["--forwarded-port"],
+        section="Proxy",
+        parse=parse_bool,
+        negative="--no-forwarded-port",
+        help="Also take SERVER_PORT (and the port of HTTP_HOST) from a trusted proxy's X-Forwarded-Port.",
+    )
+    forwarded_prefix: bool = setting(
+        False,
+        flags=["--forwarded-prefix"],
+        section="Proxy",
+        parse=parse_bool,
+        negative="--no-forwarded-prefix",
+        help="Prepend a trusted proxy's X-Forwarded-Prefix (the path prefix it removed) to "
+        "SCRIPT_NAME, or to the ASGI root_path and path.",
+    )
+    trust_unix_peers: bool = setting(
+        True,
+        flags=["--trust-unix-peers"],
+        section="Proxy",
+        parse=parse_bool,
+        negative="--no-trust-unix-peers",
+        help="Count every peer of a Unix-socket listener as a trusted proxy, for "
+        "--forwarded-allow-ips and --proxy-allow-from (only local processes allowed to open the "
+        "socket file can connect). --no-trust-unix-peers ignores their forwarded headers and "
+        "refuses their PROXY protocol headers.",
+    )
+    proxy_protocol: str = setting(
+        "off",
+        flags=["--proxy-protocol"],
+        section="Proxy",
+        parse=parse_proxy_protocol,
+        metavar="{off,v1,v2,auto}",
+        help="Read a PROXY protocol header (HAProxy send-proxy, AWS NLB) at the start of each "
+        "connection from --proxy-allow-from peers: v1 (text) or v2 (binary) only, or auto for "
+        "either. From those peers it is required; other peers may not send one.",
+    )
+    proxy_allow_ips: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"),
+        flags=["--proxy-allow-from"],
+        section="Proxy",
+        parse=parse_ip_list,
+        metavar="IPS",
+        help="Comma-separated addresses and networks, or '*', of the load balancers that send "
+        "a PROXY protocol header (with --proxy-protocol). Peers on Unix sockets count as "
+        "allowed unless --no-trust-unix-peers.",
     )
 
     # TLS -----------------------------------------------------------------

@@ -72,19 +72,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
         takes_value=False,
     ),
     Unsupported(
-        "proxy_protocol",
-        ("--proxy-protocol",),
-        "greenserve does not speak the PROXY protocol: have the proxy send X-Forwarded-For "
-        "or Forwarded and list it in --forwarded-allow-ips",
-        takes_value=False,
-    ),
-    Unsupported(
-        "proxy_allow_ips",
-        ("--proxy-allow-from",),
-        "greenserve does not speak the PROXY protocol ({name}): have the proxy send "
-        "X-Forwarded-For or Forwarded and list it in --forwarded-allow-ips",
-    ),
-    Unsupported(
         "secure_scheme_headers",
         (),
         "greenserve takes the scheme from X-Forwarded-Proto and Forwarded: proto= sent by "

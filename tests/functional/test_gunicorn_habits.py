@@ -94,7 +94,6 @@ def test_no_worker_class_note_by_default(greenserve):
         (["-D"], "-D: greenserve does not daemonize"),
         (["--ssl-version", "TLSv1_2"], "remove --ssl-version; the TLS settings are --certfile, --keyfile"),
         (["--ciphers", "ECDHE"], "remove --ciphers; the TLS settings are --certfile"),
-        (["--proxy-allow-from", "*"], "does not speak the PROXY protocol (--proxy-allow-from)"),
         (["--log-syslog"], "--log-syslog: greenserve logs to files or stderr: let journald"),
     ],
 )

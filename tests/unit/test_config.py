@@ -532,6 +532,18 @@ def test_every_boolean_has_a_negative_flag() -> None:
             assert meta.negative == "--no-" + meta.long_flag.removeprefix("--"), name
 
 
+# -- Proxy settings ---------------------------------------------------------------------------
+
+
+def test_proxy_defaults() -> None:
+    config = Config()
+    assert config.proxy_protocol == "off"
+    assert config.proxy_allow_ips == ("127.0.0.1", "::1")
+    assert config.forwarded_allow_ips == ("127.0.0.1", "::1")
+    assert config.trust_unix_peers is True
+    assert (config.forwarded_host, config.forwarded_port, config.forwarded_prefix) == (False, False, False)
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(0, "none"), ("1", "optional"), (" 2 ", "required"), ("REQUIRED", "required"), ("none", "none")],
@@ -627,3 +639,98 @@ def test_format_config_with_sources_is_valid_python() -> None:
     assert lines["workers"].endswith("  # /srv/app/greenserve.conf.py\\nimport os")
     assert lines["backlog"].endswith("  # default")
     assert format_config(config).splitlines()[0] == "app = ''"  # no sources: no comments
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("off", "off"),
+        ("V1", "v1"),
+        (" v2 ", "v2"),
+        ("auto", "auto"),
+        (True, "auto"),
+        (False, "off"),
+        ("true", "auto"),
+        ("1", "auto"),
+        ("false", "off"),
+        ("0", "off"),
+    ],
+)
+def test_proxy_protocol_modes(value: object, expected: str) -> None:
+    assert parser("proxy_protocol")(value) == expected
+
+
+@pytest.mark.parametrize("value", ["v3", "on", "both", "", "1.0", 2])
+def test_proxy_protocol_invalid(value: object) -> None:
+    with pytest.raises(ValueError, match="expected one of off, v1, v2, auto"):
+        parser("proxy_protocol")(value)
+
+
+@pytest.mark.parametrize("name", ["forwarded_allow_ips", "proxy_allow_ips"])
+def test_allow_lists_accept_addresses_networks_and_star(name: str) -> None:
+    assert parser(name)("10.0.0.1, 10.0.0.0/8 ,fd00::/8, ::1") == (
+        "10.0.0.1",
+        "10.0.0.0/8",
+        "fd00::/8",
+        "::1",
+    )
+    assert parser(name)(["*"]) == ("*",)
+    assert parser(name)("") == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "flag"),
+    [("forwarded_allow_ips", "--forwarded-allow-ips"), ("proxy_allow_ips", "--proxy-allow-from")],
+)
+@pytest.mark.parametrize("bad", ["10.0.0.0/33", "10.0.0.1/abc", "nginx", "10.0.0.256"])
+def test_bad_allow_list_entry_is_a_config_error(name: str, flag: str, bad: str) -> None:
+    from greenserve.config_sources import resolve
+
+    with pytest.raises(ConfigError) as info:
+        resolve({name: f"127.0.0.1,{bad}"}, environ={}, cwd="/")
+    message = str(info.value)
+    assert message.startswith(f"command line: {flag}: {bad!r} is not an IP address")
+    with pytest.raises(ConfigError, match=rf"^src: {name}: "):
+        from_mapping({name: [bad]}, "src")
+
+
+def test_proxy_settings_from_the_environment() -> None:
+    values = from_environ(
+        {
+            "GREENSERVE_PROXY_PROTOCOL": "v2",
+            "GREENSERVE_PROXY_ALLOW_IPS": "10.0.0.0/8",
+            "GREENSERVE_TRUST_UNIX_PEERS": "false",
+            "GREENSERVE_FORWARDED_HOST": "true",
+        }
+    )
+    config = from_mapping(values, "environment")
+    assert config.proxy_protocol == "v2"
+    assert config.proxy_allow_ips == ("10.0.0.0/8",)
+    assert config.trust_unix_peers is False
+    assert config.forwarded_host is True
+
+
+def test_proxy_flags_on_the_command_line() -> None:
+    from greenserve.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "--proxy-protocol",
+            "auto",
+            "--proxy-allow-from",
+            "10.0.0.0/8",
+            "--no-trust-unix-peers",
+            "--forwarded-host",
+            "--forwarded-port",
+            "--forwarded-prefix",
+            "app:app",
+        ]
+    )
+    values = {name: value for name, value in vars(args).items() if name in SETTINGS}
+    config = from_mapping(values, "command line")
+    assert (config.proxy_protocol, config.proxy_allow_ips, config.trust_unix_peers) == (
+        "auto",
+        ("10.0.0.0/8",),
+        False,
+    )
+    assert (config.forwarded_host, config.forwarded_port, config.forwarded_prefix) == (True, True, True)
