@@ -15,15 +15,9 @@ from urllib.parse import unquote_to_bytes
 
 from greenserve.protocol.environ import split_target
 from greenserve.protocol.events import Request
-from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_headers
+from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_to_scope
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
-
-_PROXY_HEADERS = {
-    b"x-forwarded-for": "HTTP_X_FORWARDED_FOR",
-    b"x-forwarded-proto": "HTTP_X_FORWARDED_PROTO",
-    b"forwarded": "HTTP_FORWARDED",
-}
 
 
 class ConnectionInfo(Protocol):
@@ -37,6 +31,8 @@ class ConnectionInfo(Protocol):
     server_name: str | None
     #: The policy for forwarded headers when the peer is a trusted proxy, else None.
     proxy: ProxyPolicy | None
+    #: The PROXY protocol header a load balancer sent (--proxy-protocol), else None.
+    proxy_header: Any
 
 
 def build_scope(
@@ -124,7 +120,12 @@ def scope_for_request(
         state=state,
     )
     if connection.proxy is not None:
-        _apply_proxy(scope, connection.remote, connection.proxy)
+        apply_proxy_to_scope(scope, connection.proxy)
+    if connection.proxy_header is not None:
+        scope["extensions"] = {
+            **scope.get("extensions", {}),
+            "greenserve.proxy_protocol": {"header": connection.proxy_header},
+        }
     return scope
 
 
@@ -169,24 +170,3 @@ def scope_for_environ(kind: str, environ: dict[str, Any], state: dict[str, Any])
         server=server,
         state=state,
     )
-
-
-def _apply_proxy(scope: dict[str, Any], remote: tuple[str, str], policy: ProxyPolicy) -> None:
-    """--forwarded-allow-ips: the same rules as for WSGI, on the entries they read and write."""
-    forwarded: dict[str, Any] = {}
-    for name, value in scope["headers"]:
-        key = _PROXY_HEADERS.get(name)
-        if key is not None:
-            text = value.decode("latin-1")
-            forwarded[key] = f"{forwarded[key]}, {text}" if key in forwarded else text
-    if not forwarded:
-        return
-    remote_addr, remote_port = remote
-    forwarded.update(REMOTE_ADDR=remote_addr, REMOTE_PORT=remote_port, **{"wsgi.url_scheme": scope["scheme"]})
-    apply_proxy_headers(forwarded, policy)
-    remote_addr = forwarded["REMOTE_ADDR"]
-    scope["client"] = (remote_addr, int(forwarded["REMOTE_PORT"])) if remote_addr else None
-    scheme = forwarded["wsgi.url_scheme"]
-    if scope["type"] == "websocket":
-        scheme = "wss" if scheme == "https" else "ws"
-    scope["scheme"] = scheme

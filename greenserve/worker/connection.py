@@ -111,7 +111,9 @@ class Connection:
         "linger",
         "parked",
         "parser",
+        "prefaced",
         "proxy",
+        "proxy_header",
         "raw_send",
         "remote",
         "request_deadline",
@@ -143,6 +145,10 @@ class Connection:
         self.parked: Any = None
         #: The proxy policy when the peer is a trusted proxy (its forwarded headers apply).
         self.proxy = proxy
+        #: The connection's first bytes went through the server's prefaces already.
+        self.prefaced = False
+        #: The PROXY protocol header the load balancer sent (--proxy-protocol), if any.
+        self.proxy_header: Any = None
         self.parser = server.new_parser()
         self.events = self.parser.events
         self.exchange = Exchange(server.exchange_settings)
@@ -359,6 +365,18 @@ class Connection:
         """One socket read that must complete within ``timeout`` seconds."""
         return self.wait_on_client(timeout, self.sock.recv, RECV_SIZE)
 
+    def recv_raw(self, size: int = 0) -> bytes:
+        """For a preface: one read of at most ``size`` bytes (0: a full read), within the head timeout.
+
+        On a TLS listener this reads the socket before the TLS layer: a preface
+        must read no more than its own bytes.
+        """
+        self.waiting = WAIT_HEAD
+        try:
+            return self.wait_on_client(self.server.header_timeout, self.sock.recv, size or RECV_SIZE)
+        finally:
+            self.waiting = BUSY
+
     # -- the request loop ------------------------------------------------------
 
     def _serve(self) -> bool:
@@ -405,7 +423,7 @@ class Connection:
                     if not events:
                         return False
                 else:
-                    if not self.requests and server.prefaces:
+                    if not self.prefaced and server.prefaces:
                         rest = self._preface(data)
                         if rest is None:
                             return False  # another protocol served the connection
@@ -430,6 +448,7 @@ class Connection:
         A preface returns the bytes HTTP/1.1 should parse (after a preamble it
         consumed), or None when it served the connection itself.
         """
+        self.prefaced = True
         rest: bytes | None = data
         for preface in self.server.prefaces:
             rest = preface(self, data)

@@ -140,7 +140,17 @@ class WorkerServer:
         )
         # One head parser serves every connection: parsing a head never yields.
         self._head_parser = head_parser_class(config.http)(self.limits)
-        self.proxy_policy = ProxyPolicy(config.forwarded_allow_ips) if config.proxy_headers else None
+        self.proxy_policy = (
+            ProxyPolicy(
+                config.forwarded_allow_ips,
+                trust_unix=config.trust_unix_peers,
+                forwarded_host=config.forwarded_host,
+                forwarded_port=config.forwarded_port,
+                forwarded_prefix=config.forwarded_prefix,
+            )
+            if config.proxy_headers
+            else None
+        )
         self.max_connections = config.worker_connections
         self.connections: set[Connection] = set()
         self.requests = 0
@@ -152,6 +162,11 @@ class WorkerServer:
         #: Protocols that may claim a new connection from its first bytes (see Connection._preface):
         #: callables ``(connection, first_bytes) -> bytes for HTTP/1.1, or None``.
         self.prefaces: tuple[Callable[[Connection, bytes], bytes | None], ...] = ()
+        if config.proxy_protocol != "off":
+            from greenserve.worker.proxy_preface import ProxyProtocolPreface
+
+            allow = ProxyPolicy(config.proxy_allow_ips, trust_unix=config.trust_unix_peers)
+            self.prefaces = (ProxyProtocolPreface(config.proxy_protocol, allow, self.proxy_policy),)
         self.drain_grace = min(DRAIN_GRACE, config.graceful_timeout)
         #: This process alone holds the listeners (single-process mode): quiesce them on stop.
         self.sole_listener = False
@@ -370,11 +385,11 @@ class WorkerServer:
             remote = (peer_ip, str(address[1]))
         policy = self.proxy_policy
         proxy = policy if policy is not None and policy.trusts(peer_ip) else None
-        cls = Connection
+        # (With --proxy-protocol the peer is the load balancer: the preface decides again.)
         if tls is not None and not listener.is_unix:
-            client = tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
-            cls = _TLSConnection
-        conn = cls(self, client, base, proxy, remote)
+            conn: Connection = _TLSConnection(self, client, base, proxy, remote)
+        else:
+            conn = Connection(self, client, base, proxy, remote)
         if listener.wildcard:
             try:
                 conn.server_name = client.getsockname()[0]
@@ -564,18 +579,30 @@ def _readable(fileno: int) -> bool:
 
 
 class _TLSConnection(Connection):
-    """A connection whose TLS handshake runs in its own greenlet, under the head timeout."""
+    """A connection whose TLS handshake runs in its own greenlet, under the head timeout.
+
+    It is accepted as a plain socket: a preface (the PROXY protocol) reads its
+    bytes before the TLS layer does; the socket is then wrapped and the
+    handshake made.
+    """
 
     __slots__ = ("handshaken",)
     TLS = True
 
     def _serve(self) -> bool:
         if not getattr(self, "handshaken", False):
+            server = self.server
+            if not self.prefaced and server.prefaces and self._preface(b"") is None:
+                return False
+            self.sock = server.ssl_context.wrap_socket(
+                self.sock, server_side=True, do_handshake_on_connect=False
+            )
+            self.raw_send = self.sock.send
             # Like the rest of a head: evictable when slow, bounded by the head timeout.
             self.waiting_since = monotonic()
             self.waiting = WAIT_HEAD
             try:
-                self.wait_on_client(self.server.header_timeout, self.sock.do_handshake)
+                self.wait_on_client(server.header_timeout, self.sock.do_handshake)
             except OSError as exc:
                 log.debug("TLS handshake failed: %s", exc)
                 return False

@@ -166,3 +166,29 @@ def test_missing_certificate_file_is_a_clear_error(tmp_path):
     assert result.returncode in (2, 3), output
     assert "nope.pem" in output
     assert "Traceback" not in output
+
+
+def test_proxy_protocol_before_tls_with_curl(module_greenserve, cert):
+    """HAProxy's send-proxy in front of a TLS listener: the preamble, then the TLS handshake.
+
+    curl's --haproxy-protocol sends a v1 line naming the client before the
+    handshake; the preamble is read without touching the ClientHello.
+    """
+    server = module_greenserve(
+        "--certfile", cert[0], "--keyfile", cert[1], "--proxy-protocol", "v1", "probe:app"
+    )
+    result = subprocess.run(
+        ["curl", "-sS", "--haproxy-protocol", "--cacert", cert[0], server.url + "/environ"],
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    environ = __import__("json").loads(result.stdout)
+    assert environ["REMOTE_ADDR"] == "127.0.0.1"  # curl names its own address (tier b checks others)
+    assert environ["wsgi.url_scheme"] == "https"
+    # A client that skips the preamble is closed before any TLS.
+    with socket.create_connection(server.address, timeout=5) as plain:
+        context = ssl.create_default_context(cafile=cert[0])
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            context.wrap_socket(plain, server_hostname="localhost").do_handshake()
