@@ -41,6 +41,7 @@ SECTIONS = (
     "Proxy",
     "TLS",
     "ASGI",
+    "WebSockets",
     "Logging",
     "Process",
     "Hooks",
@@ -816,19 +817,21 @@ class Config:
         "sync_to_async) gets greenlets. 'uvloop': faster for purely async applications, but "
         "refuses threads started from the loop.",
     )
+    # WebSockets (WSGI and ASGI) ---------------------------------------------
     ws_max_size: int = setting(
         16 * 1024 * 1024,
         flags=["--ws-max-size"],
-        section="ASGI",
+        section="WebSockets",
         parse=parse_size,
         metavar="SIZE",
         default_doc="16M",
-        help="Largest WebSocket message accepted; a bigger one closes the connection with 1009.",
+        help="Largest WebSocket message accepted, after decompression; a bigger one closes the "
+        "connection with 1009.",
     )
     ws_ping_interval: float = setting(
         20.0,
         flags=["--ws-ping-interval"],
-        section="ASGI",
+        section="WebSockets",
         parse=_number(float, 0, 86400),
         metavar="SECONDS",
         help="Send a WebSocket ping after this long without traffic (0: never).",
@@ -836,10 +839,19 @@ class Config:
     ws_ping_timeout: float = setting(
         20.0,
         flags=["--ws-ping-timeout"],
-        section="ASGI",
+        section="WebSockets",
         parse=_number(float, 0, 86400),
         metavar="SECONDS",
         help="Close a WebSocket whose peer does not answer a ping within this long (0: wait forever).",
+    )
+    ws_per_message_deflate: bool = setting(
+        True,
+        flags=["--ws-per-message-deflate"],
+        section="WebSockets",
+        parse=parse_bool,
+        negative="--no-ws-per-message-deflate",
+        help="Offer per-message compression (RFC 7692) to WebSocket clients that ask for it; "
+        "a compressed message may not inflate beyond --ws-max-size.",
     )
 
     # Logging -------------------------------------------------------------

@@ -70,6 +70,9 @@ class Connection(ConnectionInfo, Protocol):
 
     def sendall(self, data: bytes) -> None: ...
 
+    def websocket_handshake(self, request: Request) -> Any:
+        """The WebSocket handshake of ``request`` (raises ValueError when invalid); see asgi/websocket.py."""
+
     def take_over(self) -> tuple[Any, bytes]: ...
 
     def wait_for_eof(self) -> bool: ...
@@ -102,6 +105,8 @@ class ASGIBridge:
     """An ASGI application, served natively by a greenserve worker (or mounted as WSGI).
 
     ``state`` is the lifespan state, copied into every request's scope.
+    WebSockets use the worker's settings (``--ws-max-size``, pings,
+    compression) and its graceful shutdown.
     """
 
     def __init__(
@@ -110,25 +115,10 @@ class ASGIBridge:
         *,
         loop_thread: LoopThread | None = None,
         interface: str = "asgi3",
-        ws_max_size: int = 16 * 1024 * 1024,
-        ws_ping_interval: float = 20.0,
-        ws_ping_timeout: float = 20.0,
-        ws_per_message_deflate: bool = True,
     ) -> None:
         self.app = wrap_asgi2(app) if interface == "asgi2" else app
         self._loop_thread = loop_thread
         self.state: dict[str, Any] = {}
-        self.ws_max_size = ws_max_size
-        self.ws_ping_interval = ws_ping_interval
-        self.ws_ping_timeout = ws_ping_timeout
-        self.ws_per_message_deflate = ws_per_message_deflate
-        #: Open WebSocket sessions (greenserve.asgi.websocket.WebSocketSession).
-        self.websockets: set[Any] = set()
-
-    def close_websockets(self, code: int = 1001) -> None:
-        """Graceful stop: close every open WebSocket with ``code`` (1001: going away)."""
-        for session in list(self.websockets):
-            session.server_closing(code)
 
     @property
     def loop_thread(self) -> LoopThread:

@@ -75,9 +75,6 @@ def prepare_asgi(config: Config, app: Callable) -> tuple[Callable, Any]:
         app,
         loop_thread=loop_thread,
         interface="asgi2" if kind == "asgi2" else "asgi3",
-        ws_max_size=config.ws_max_size,
-        ws_ping_interval=config.ws_ping_interval,
-        ws_ping_timeout=config.ws_ping_timeout,
     )
     lifespan = Lifespan(bridge.app, loop_thread, config.lifespan, bridge.state)
     lifespan.startup()
@@ -189,9 +186,7 @@ class _Controller:
             self.config.graceful_timeout,
             busy,
         )
-        close_websockets = getattr(self.server.app, "close_websockets", None)
-        if close_websockets is not None:
-            gevent.spawn(close_websockets)  # an ASGI app: WebSockets get 1001, not a cut
+        self.server.close_websockets()  # 1001 at once, not a cut at the graceful timeout
         gevent.spawn(self.server.shutdown, self.config.graceful_timeout)
 
     def quick(self, signum: int | None = None) -> None:

@@ -58,6 +58,12 @@ from greenserve.protocol.exchange import CLOSE_LINGER, DRAIN, KEEP_ALIVE, SWITCH
 from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_headers
 from greenserve.protocol.response import ResponseError
 from greenserve.worker.input import EMPTY_INPUT, EmptyInput, Input
+from greenserve.worker.websocket import (
+    TakeoverSocket,
+    WebSocketHandshake,
+    WSGIWebSocket,
+    is_websocket_request,
+)
 from greenserve.worker.wsgi import WSGIResponse
 
 if TYPE_CHECKING:
@@ -320,6 +326,10 @@ class Connection:
         self.request_deadline = 0.0  # a WebSocket lives as long as it likes
         return self.sock, self.parser.take_pending()
 
+    def websocket_handshake(self, request: Request) -> WebSocketHandshake:
+        """The WebSocket handshake of ``request``, ready to accept (raises HandshakeError, a ValueError)."""
+        return WebSocketHandshake(self, request)
+
     def wait_for_eof(self) -> bool:
         """Block until the client sends something or closes; True when it closed.
 
@@ -516,6 +526,8 @@ class Connection:
             self._failed(exc)
         finally:
             self.request_deadline = 0.0
+        if exchange.state == SWITCHED and environ is not None:
+            self._finish_upgrade(environ)
         if server.post_request and environ is not None:
             hooks.notify(hooks.PostRequest(server.worker, environ, exchange.status))
         if environ is not None:
@@ -538,6 +550,15 @@ class Connection:
         self.linger = step == CLOSE_LINGER
         return False
 
+    def _finish_upgrade(self, environ: dict[str, Any]) -> None:
+        """A WSGI application took the connection over: complete its WebSocket's close, untrack it."""
+        websocket = environ.get("wsgi.websocket")
+        if isinstance(websocket, WSGIWebSocket) and websocket.transport is not None:
+            websocket.transport.finish()
+        raw = environ.get("gunicorn.socket")
+        if isinstance(raw, TakeoverSocket):
+            raw.finish()
+
     def _environ(self, request: Request, body: Input | EmptyInput) -> dict[str, Any]:
         """The WSGI environ for ``request`` on this connection."""
         environ = request_environ(self.base, request, self.server.root_path)
@@ -549,12 +570,23 @@ class Connection:
         environ["wsgi.input"] = body
         environ["greenserve.request"] = request
         environ["greenserve.connection"] = self
+        if request.upgrade is not None and is_websocket_request(request):
+            # gevent-websocket's key (Flask-SocketIO, engineio), and the raw socket under
+            # gunicorn's name for libraries that speak WebSocket themselves (simple-websocket).
+            environ["wsgi.websocket"] = WSGIWebSocket(self, request, environ)
+            environ["wsgi.websocket_version"] = environ.get("HTTP_SEC_WEBSOCKET_VERSION", "")
+            environ["gunicorn.socket"] = TakeoverSocket(self)
         return environ
 
     def _failed(self, exc: BaseException) -> None:
         """An exception escaped the application or its response: answer it if still possible."""
         if isinstance(exc, ClientDisconnected):
             raise exc
+        if self.exchange.state == SWITCHED and isinstance(exc, (StopIteration, ConnectionError)):
+            # How Flask-Sock and engineio end a WebSocket they ran on the raw socket
+            # (gunicorn's and Werkzeug's conventions): the connection is over, not failed.
+            log.debug("the application ended its WebSocket with %r", exc)
+            return
         status = 500
         error: BaseException | None = None
         if isinstance(exc, RequestTimeout):

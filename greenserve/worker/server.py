@@ -39,6 +39,7 @@ from greenserve.protocol.proxy import ProxyPolicy
 from greenserve.protocol.response import date_line, server_line
 from greenserve.sockets import Listener, stop_queueing
 from greenserve.worker.connection import BUSY, WAIT_HEAD, WAIT_REQUEST, Connection
+from greenserve.worker.websocket import WebSocketSettings
 from greenserve.worker.wsgi import FileWrapper
 from greenserve.workerlink import LoadBoard
 
@@ -170,6 +171,15 @@ class WorkerServer:
         self.drain_grace = min(DRAIN_GRACE, config.graceful_timeout)
         #: This process alone holds the listeners (single-process mode): quiesce them on stop.
         self.sole_listener = False
+        #: Every open WebSocket (transports and raw taken-over sockets): 1001 when stopping.
+        self.websockets: set[Any] = set()
+        self.websocket_settings = WebSocketSettings(
+            max_size=config.ws_max_size,
+            ping_interval=config.ws_ping_interval,
+            ping_timeout=config.ws_ping_timeout,
+            per_message_deflate=config.ws_per_message_deflate,
+            send_timeout=config.client_timeout,
+        )
         #: Where this worker tells its siblings how many connections it holds (None: alone).
         self.board = board
         self.board_slot = board_slot
@@ -447,6 +457,11 @@ class WorkerServer:
             closed = 1
             log.debug("connection pool full: closed the longest idle keep-alive connection")
         return closed > 0
+
+    def close_websockets(self) -> None:
+        """Graceful stop: every open WebSocket gets a close frame with 1001 (going away) now."""
+        for websocket in list(self.websockets):
+            gevent.spawn(websocket.going_away)
 
     def busy_connections(self) -> int:
         """Connections whose greenlet is not waiting for its client (a request in progress)."""

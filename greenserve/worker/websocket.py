@@ -1,0 +1,506 @@
+"""WebSockets on a greenserve connection: for WSGI applications, and the transport ASGI uses too.
+
+After an ``Upgrade: websocket`` request the connection is handed over
+(:meth:`Connection.take_over`) to one of:
+
+- a :class:`WebSocketTransport`, greenserve's own WebSocket (wsproto frames):
+  a reader greenlet that answers pings and queues messages (a bounded queue:
+  it stops reading while the application has not taken them), a pinger that
+  closes connections whose peer stopped answering, ``--ws-max-size`` (1009),
+  per-message deflate with bounded inflation, the close handshake, and 1001
+  when the worker stops. WSGI applications see it as ``environ["wsgi.websocket"]``
+  (:class:`WSGIWebSocket`, gevent-websocket's API: Flask-SocketIO, engineio and
+  gevent-websocket handlers run unchanged); the ASGI bridge drives the same
+  transport;
+- or the application itself, through ``environ["gunicorn.socket"]``
+  (:class:`TakeoverSocket`): libraries that speak WebSocket themselves
+  (simple-websocket, hence Flask-Sock and engineio's fallback) take the raw
+  socket, as they do on gunicorn.
+
+Either way the connection stays in the worker's pool (``--worker-connections``)
+and in its graceful shutdown, ``--request-timeout`` no longer applies to it,
+and greenserve closes the socket when the application returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from gevent.event import Event
+from gevent.lock import Semaphore
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.extensions import Extension
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from greenserve.errors import ClientDisconnected
+from greenserve.protocol.events import Request as HTTPRequest
+from greenserve.protocol.websocket import (
+    ABNORMAL,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    MESSAGE_TOO_BIG,
+    NORMAL,
+    PROTOCOL_ERROR,
+    BoundedDeflate,
+    handshake_request,
+)
+
+if TYPE_CHECKING:
+    from greenserve.worker.connection import Connection
+
+log = logging.getLogger("greenserve.error")
+
+_RECV = 64 * 1024
+#: Messages received and not yet taken by the application before reading pauses.
+QUEUE_LIMIT = 16
+#: After sending a close frame, how long to wait for the peer's before closing the socket.
+CLOSE_TIMEOUT = 2.0
+
+
+class WebSocketSettings:
+    """What a worker's WebSockets get from the configuration (one instance per worker)."""
+
+    __slots__ = ("max_size", "per_message_deflate", "ping_interval", "ping_timeout", "send_timeout")
+
+    def __init__(
+        self,
+        max_size: int = 16 * 1024 * 1024,
+        ping_interval: float = 20.0,
+        ping_timeout: float = 20.0,
+        per_message_deflate: bool = True,
+        send_timeout: float = 60.0,
+    ) -> None:
+        #: Largest message accepted (0: unbounded); a bigger one closes with 1009.
+        self.max_size = max_size
+        #: Ping after this long without traffic (0: never).
+        self.ping_interval = ping_interval
+        #: Close with 1011 when a ping is not answered within this long (0: wait forever).
+        self.ping_timeout = ping_timeout
+        self.per_message_deflate = per_message_deflate
+        #: A send that cannot finish within this long (the peer stopped reading) fails.
+        self.send_timeout = send_timeout
+
+
+class HandshakeError(ValueError):
+    """The upgrade request is not a valid WebSocket handshake (the client gets a 400)."""
+
+
+def is_websocket_request(request: HTTPRequest) -> bool:
+    return request.upgrade is not None and request.upgrade.lower() == b"websocket" and request.method == "GET"
+
+
+class WebSocketHandshake:
+    """An upgrade request, validated, not yet answered: accept it, or answer with plain HTTP."""
+
+    def __init__(self, conn: Connection, request: HTTPRequest) -> None:
+        self.conn = conn
+        self.ws = WSConnection(ConnectionType.SERVER)
+        try:
+            self.ws.receive_data(handshake_request(request))
+            event = next(self.ws.events())
+        except (RemoteProtocolError, StopIteration) as exc:
+            raise HandshakeError(str(exc) or "not a WebSocket handshake") from None
+        if not isinstance(event, Request):  # pragma: no cover - wsproto yields a Request first
+            raise HandshakeError("not a WebSocket handshake")
+        #: The subprotocols the client offered, in its order of preference.
+        self.subprotocols: list[str] = list(event.subprotocols)
+        self.extensions = list(event.extensions)
+
+    def accept(
+        self, subprotocol: str | None = None, extra_headers: list[tuple[bytes, bytes]] | None = None
+    ) -> WebSocketTransport:
+        """Send ``101 Switching Protocols``; the connection belongs to the returned transport."""
+        settings = self.conn.server.websocket_settings
+        extensions: list[Extension] = []
+        if settings.per_message_deflate:
+            extensions.append(BoundedDeflate(settings.max_size))
+        accept = AcceptConnection(
+            subprotocol=subprotocol, extensions=extensions, extra_headers=extra_headers or []
+        )
+        data = self.ws.send(accept)
+        sock, pending = self.conn.take_over()
+        transport = WebSocketTransport(self.conn, sock, self.ws, settings, subprotocol)
+        transport.write(data)
+        transport.start(pending)
+        return transport
+
+    def reject_bytes(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+        """A plain HTTP refusal, as wsproto frames it (the connection is still HTTP)."""
+        head = self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=bool(body)))
+        return head + (self.ws.send(RejectData(data=body)) if body else b"")
+
+
+class WebSocketTransport:
+    """An open WebSocket on a taken-over connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        sock: Any,
+        ws: WSConnection,
+        settings: WebSocketSettings,
+        subprotocol: str | None,
+    ) -> None:
+        self.conn = conn
+        self.sock = sock
+        self.ws = ws
+        self.settings = settings
+        self.subprotocol = subprotocol
+        self._write_lock = Semaphore()
+        self._inbox: deque[str | bytes] = deque()
+        self._arrived = Event()
+        self._room = Event()
+        self._room.set()
+        self._pong = Event()
+        self._peer_closed = Event()
+        self._greenlets: list[Any] = []
+        self.last_seen = time.monotonic()
+        #: A close frame was sent.
+        self.close_sent = False
+        #: The connection is over for the application: closed either way, or failed.
+        self.closed = False
+        #: The close code (1006 when the connection ended without a close frame).
+        self.close_code = ABNORMAL
+        self.close_reason = ""
+
+    # -- life ---------------------------------------------------------------------------
+
+    def start(self, pending: bytes) -> None:
+        self.conn.server.websockets.add(self)
+        self._greenlets.append(gevent.spawn(self._read, pending))
+        if self.settings.ping_interval:
+            self._greenlets.append(gevent.spawn(self._ping))
+
+    def finish(self) -> None:
+        """The application is done: complete the close handshake (briefly) and stop the greenlets."""
+        if not self.close_sent and not self._peer_closed.is_set():
+            self.close(NORMAL)
+        if self.close_sent and not self._peer_closed.is_set():
+            self._peer_closed.wait(CLOSE_TIMEOUT)
+        self.conn.server.websockets.discard(self)
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+        self._mark_closed(self.close_code, self.close_reason)
+
+    def going_away(self) -> None:
+        """The worker is stopping: close with 1001 now (the application hears it as a close)."""
+        self.close(GOING_AWAY, "server shutting down")
+
+    # -- the application's side ---------------------------------------------------------
+
+    def receive(self) -> str | bytes | None:
+        """The next message (text as str, binary as bytes), or None once the WebSocket is closed."""
+        inbox = self._inbox
+        while not inbox:
+            if self.closed:
+                return None
+            self._arrived.clear()
+            self._arrived.wait()
+        message = inbox.popleft()
+        if len(inbox) < QUEUE_LIMIT:
+            self._room.set()
+        return message
+
+    def send(self, message: str | bytes) -> None:
+        """Send one message; raises ClientDisconnected once the WebSocket is closed."""
+        if self.close_sent or self.closed:
+            raise ClientDisconnected("the WebSocket is closed")
+        event = TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=bytes(message))
+        try:
+            self.write(self.ws.send(event))
+        except LocalProtocolError as exc:  # pragma: no cover - guarded by close_sent above
+            raise ClientDisconnected(str(exc)) from None
+
+    def close(self, code: int = NORMAL, reason: str = "") -> None:
+        """Send a close frame (once); the peer's answer ends the connection."""
+        if self.close_sent or self._peer_closed.is_set() or self.closed:
+            return
+        self.close_sent = True
+        self.close_code, self.close_reason = code, reason
+        try:
+            self.write(self.ws.send(CloseConnection(code=code, reason=reason)))
+        except (ClientDisconnected, LocalProtocolError):
+            self._mark_closed(ABNORMAL, "")
+
+    def write(self, data: bytes) -> None:
+        """Write frames (one writer at a time), within the send timeout."""
+        with self._write_lock:
+            try:
+                send_within(self.sock, data, self.settings.send_timeout, self.conn.TLS)
+            except OSError as exc:
+                self._mark_closed(ABNORMAL, "")
+                raise ClientDisconnected(f"the WebSocket peer is gone: {exc}") from None
+
+    # -- greenlets --------------------------------------------------------------------------
+
+    def _mark_closed(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            if not self.close_sent or code != ABNORMAL:
+                self.close_code, self.close_reason = code, reason
+            self._arrived.set()
+
+    def _read(self, data: bytes) -> None:
+        max_size = self.settings.max_size
+        parts: list[Any] = []
+        size = 0
+        ws = self.ws
+        try:
+            while True:
+                if data:
+                    self.last_seen = time.monotonic()
+                    ws.receive_data(data)
+                    for event in ws.events():
+                        if isinstance(event, (TextMessage, BytesMessage)):
+                            size += len(event.data)
+                            if max_size and size > max_size:
+                                self.close(MESSAGE_TOO_BIG, "message too big")
+                                self._mark_closed(MESSAGE_TOO_BIG, "message too big")
+                                return
+                            parts.append(event.data)
+                            if event.message_finished:
+                                joiner: Any = "" if isinstance(event, TextMessage) else b""
+                                self._inbox.append(joiner.join(parts))
+                                parts, size = [], 0
+                                if len(self._inbox) >= QUEUE_LIMIT:
+                                    self._room.clear()
+                                self._arrived.set()
+                        elif isinstance(event, Ping):
+                            with contextlib.suppress(ClientDisconnected, LocalProtocolError):
+                                self.write(ws.send(event.response()))
+                        elif isinstance(event, Pong):
+                            self._pong.set()
+                        elif isinstance(event, CloseConnection):
+                            # The peer closed (or wsproto found a frame error and says
+                            # with which code): answer, unless we closed first.
+                            if not self.close_sent:
+                                self.close_sent = True
+                                with contextlib.suppress(ClientDisconnected, LocalProtocolError):
+                                    self.write(ws.send(event.response()))
+                            self._peer_closed.set()
+                            self._mark_closed(event.code, event.reason or "")
+                            return
+                self._room.wait()
+                data = self.sock.recv(_RECV)
+                if not data:
+                    self._peer_closed.set()
+                    self._mark_closed(ABNORMAL, "")
+                    return
+        except RemoteProtocolError as exc:
+            log.debug("WebSocket protocol error: %s", exc)
+            hint = getattr(exc, "event_hint", None)
+            code = hint.code if isinstance(hint, CloseConnection) else PROTOCOL_ERROR
+            self.close(code, "protocol error")
+            self._mark_closed(code, "protocol error")
+        except OSError:
+            self._peer_closed.set()
+            self._mark_closed(ABNORMAL, "")
+
+    def _ping(self) -> None:
+        interval = self.settings.ping_interval
+        timeout = self.settings.ping_timeout
+        while not self.closed and not self.close_sent:
+            gevent.sleep(interval)
+            if self.closed or self.close_sent:
+                return
+            if time.monotonic() - self.last_seen < interval:
+                continue
+            self._pong.clear()
+            try:
+                self.write(self.ws.send(Ping(payload=b"greenserve")))
+            except (ClientDisconnected, LocalProtocolError):
+                return
+            if timeout and not self._pong.wait(timeout):
+                log.info("WebSocket ping timeout (%g s): closing", timeout)
+                self.close(INTERNAL_ERROR, "ping timeout")
+                self._mark_closed(INTERNAL_ERROR, "ping timeout")
+                return
+
+
+def send_within(sock: Any, data: bytes, timeout: float, tls: bool = False) -> None:
+    """``sock.sendall(data)``, failing with a TimeoutError when the peer makes no room in time.
+
+    Any greenlet may call it (the connection's deadline belongs to its own
+    greenlet): one non-blocking send first, which is all a small frame needs,
+    and a gevent timeout only around a wait for room.
+    """
+    raw = None if tls else getattr(sock, "_sock", None)  # the non-blocking socket under gevent's
+    if raw is not None:
+        try:
+            sent = raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        data = memoryview(data)[sent:]  # type: ignore[assignment]
+    with gevent.Timeout(timeout, TimeoutError(f"the peer made no room to send in {timeout:g} s")):
+        sock.sendall(data)
+
+
+def _websocket_error(message: str) -> Exception:
+    """gevent-websocket's WebSocketError when it is installed (code may catch it), else OSError."""
+    try:
+        from geventwebsocket.exceptions import WebSocketError
+    except ImportError:
+        return ClientDisconnected(message)
+    return WebSocketError(message)
+
+
+class WSGIWebSocket:
+    """``environ["wsgi.websocket"]``: gevent-websocket's WebSocket API, on greenserve's transport.
+
+    Nothing is sent until the application uses it: an application that
+    answers the upgrade request with a plain response (a 403, a 404) declines
+    it. The first ``receive()``, ``send()`` or ``close()`` accepts it (101).
+    """
+
+    def __init__(self, conn: Connection, request: HTTPRequest, environ: dict[str, Any]) -> None:
+        self.conn = conn
+        self.request = request
+        self.environ = environ
+        self._handshake: WebSocketHandshake | None = None
+        self.transport: WebSocketTransport | None = None
+
+    # gevent-websocket's attributes, from the handshake request
+    @property
+    def path(self) -> str:
+        return str(self.environ.get("PATH_INFO", ""))
+
+    @property
+    def origin(self) -> str | None:
+        return self.environ.get("HTTP_ORIGIN")
+
+    @property
+    def version(self) -> str | None:
+        return self.environ.get("HTTP_SEC_WEBSOCKET_VERSION")
+
+    @property
+    def protocol(self) -> str | None:
+        return self.transport.subprotocol if self.transport is not None else None
+
+    @property
+    def closed(self) -> bool:
+        transport = self.transport
+        return transport is not None and (transport.closed or transport.close_sent)
+
+    @property
+    def accepted(self) -> bool:
+        return self.transport is not None
+
+    def _open(self) -> WebSocketTransport:
+        transport = self.transport
+        if transport is None:
+            try:
+                self._handshake = handshake = WebSocketHandshake(self.conn, self.request)
+            except HandshakeError as exc:
+                raise _websocket_error(f"invalid WebSocket handshake: {exc}") from None
+            transport = self.transport = handshake.accept()
+        return transport
+
+    def receive(self) -> str | bytes | None:
+        """The next message, or None once the WebSocket is closed (as gevent-websocket)."""
+        return self._open().receive()
+
+    def send(self, message: str | bytes, binary: bool | None = None) -> None:
+        """Send ``message``: text for a str, binary for bytes (or as ``binary`` says)."""
+        transport = self._open()
+        if binary is None:
+            binary = not isinstance(message, str)
+        if binary and isinstance(message, str):
+            message = message.encode("utf-8")
+        elif not binary and not isinstance(message, str):
+            message = bytes(message).decode("utf-8")
+        try:
+            transport.send(message)
+        except ClientDisconnected:
+            raise _websocket_error("Socket is dead") from None
+
+    def close(self, code: int = NORMAL, message: bytes | str = b"") -> None:
+        reason = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+        self._open().close(code, reason)
+
+
+class TakeoverSocket:
+    """``environ["gunicorn.socket"]`` on an upgrade request: the raw socket, for libraries that
+    speak WebSocket themselves.
+
+    The first use takes the connection over (greenserve then writes nothing on
+    it); bytes greenserve had already received after the request head are read
+    first. ``send`` writes everything it is given (simple-websocket sends a
+    whole frame with one ``send``), within the client timeout.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._sock: Any = None
+        self._pending = b""
+        self._writing = 0
+
+    @property
+    def taken(self) -> bool:
+        return self._sock is not None
+
+    def _take(self) -> Any:
+        sock = self._sock
+        if sock is None:
+            sock, self._pending = self._conn.take_over()
+            self._sock = sock
+            self._conn.server.websockets.add(self)
+        return sock
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        sock = self._take()
+        pending = self._pending
+        if pending:
+            self._pending = pending[size:]
+            return pending[:size]
+        return sock.recv(size, flags)
+
+    def send(self, data: bytes, flags: int = 0) -> int:
+        self.sendall(data, flags)
+        return len(data)
+
+    def sendall(self, data: bytes, flags: int = 0) -> None:
+        sock = self._take()
+        self._writing += 1
+        try:
+            send_within(sock, data, self._conn.server.client_timeout, self._conn.TLS)
+        finally:
+            self._writing -= 1
+
+    def fileno(self) -> int:
+        return int(self._take().fileno())
+
+    def close(self) -> None:
+        """The library is done with the socket: greenserve closes it when the application returns."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(2)
+
+    def going_away(self) -> None:
+        """The worker is stopping: a close frame (1001) if no frame is being written."""
+        if self._sock is not None and not self._writing:
+            with contextlib.suppress(OSError):
+                self._sock.sendall(b"\x88\x02\x03\xe9")  # FIN + close, 2 bytes: 1001
+
+    def finish(self) -> None:
+        self._conn.server.websockets.discard(self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._take(), name)
