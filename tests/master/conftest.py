@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -92,6 +93,25 @@ def fd_targets(pid: int) -> list[str]:
 
 def wait_gone(pid: int, timeout: float) -> bool:
     return wait_until(lambda: not alive(pid), timeout, 0.05)
+
+
+def hook_records(path: Path, wanted: set[str], timeout: float = 10.0) -> list[dict]:
+    """The JSON lines ``hooks_conf.py`` wrote to ``path``, once every hook in ``wanted`` has written one.
+
+    Hooks run after the log lines that announce them (``when_ready`` after
+    ``Ready:``): a test that reads at once may miss them. A line still being
+    written (no newline yet) is left for the next read.
+    """
+    records: list[dict] = []
+
+    def complete() -> bool:
+        nonlocal records
+        text = path.read_text() if path.exists() else ""
+        records = [json.loads(line) for line in text.split("\n")[:-1]]
+        return wanted <= {record["hook"] for record in records}
+
+    assert wait_until(complete, timeout), f"hooks {sorted(wanted)} not all in {path}: {records}"
+    return records
 
 
 # -- a master -----------------------------------------------------------------------------
