@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -89,6 +90,37 @@ def fd_targets(pid: int) -> list[str]:
             with contextlib.suppress(OSError):
                 targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
     return targets
+
+
+def _tcp_table() -> list[tuple[int, int, str, int]]:
+    """``(local port, remote port, state, inode)`` of every TCP socket, from ``/proc/net/tcp{,6}``."""
+    rows = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(name) as handle:
+            for line in handle.readlines()[1:]:
+                fields = line.split()
+                local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+                rows.append((local, remote, fields[3], int(fields[9])))
+    return rows
+
+
+def listening(port: int) -> bool:
+    """Some process still has a socket listening on ``port``."""
+    return any(local == port and state == "0A" for local, _, state, _ in _tcp_table())
+
+
+def accepted_by(pid: int, client: socket.socket) -> bool:
+    """The server side of ``client``'s connection has been accepted by process ``pid``.
+
+    Until it is, it waits in the listener's backlog with no socket inode.
+    """
+    server_port, client_port = client.getpeername()[1], client.getsockname()[1]
+    inodes = {
+        inode
+        for local, remote, _, inode in _tcp_table()
+        if (local, remote) == (server_port, client_port) and inode
+    }
+    return any(target == f"socket:[{inode}]" for target in fd_targets(pid) for inode in inodes)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
