@@ -106,6 +106,7 @@ def before_dropping_privileges(config: Config) -> Any:
     patch()
     import gevent
 
+    import greenserve.importer  # what loads the application, after the drop
     import greenserve.worker.accesslog
     import greenserve.worker.server  # noqa: F401
     from greenserve.protocol.parser import head_parser_class

@@ -6,13 +6,14 @@ import grp
 import os
 import pwd
 import re
+import shutil
 import signal
 import stat
 import subprocess
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import ROOT, wait_until
 
 from .conftest import APPS, cmdline, fd_targets, http_get, proc_ids
 
@@ -116,6 +117,37 @@ def test_user_who_cannot_read_the_app_stops_the_master_not_a_crash_loop(master, 
     )
     assert server.count(r"Booting worker") == 1, server.log
     assert f"cannot read {private}" in server.log, server.log
+
+
+#: ``python -c SHIM ARGS``: greenserve from ``sys.path`` only. An editable install's finder
+#: would otherwise find any module the private copy cannot provide in the (readable) checkout.
+ONLY_SYS_PATH = (
+    "import runpy, sys\n"
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]\n"
+    "sys.argv[0] = 'greenserve'\n"
+    "runpy.run_module('greenserve', run_name='__main__')\n"
+)
+
+
+def test_user_switch_with_the_server_code_readable_only_by_root(master, tmp_path):
+    """greenserve itself may live where ``--user`` cannot read (a clone or an interpreter under /root).
+
+    The worker imports the code it needs before it drops privileges, so the
+    error is still the application's unreadable directory (exit code 4), not
+    a ModuleNotFoundError about greenserve's own modules.
+    """
+    _nobody_ids()
+    code = tmp_path / "root-only"
+    code.mkdir(mode=0o700)
+    shutil.copytree(ROOT / "greenserve", code / "greenserve", ignore=shutil.ignore_patterns("__pycache__"))
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "private_app.py").write_text((APPS / "mapp.py").read_text())
+    argv = ["private_app:app", "-w", "1", "--user", "nobody", "--group", "nogroup"]
+    server = master(*argv, cwd=private, env={"PYTHONPATH": str(code)}, shim=ONLY_SYS_PATH, ready=None)
+    assert server.wait(8) == 4, server.log
+    assert f"cannot read {private}" in server.log, server.log
+    assert "No module named 'greenserve" not in server.log
 
 
 def test_usr1_reopens_the_error_log(master, tmp_path):
