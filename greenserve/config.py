@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from greenserve import migration
 from greenserve.errors import ConfigError
+from greenserve.protocol.proxy import parse_allow_list
 
 ENV_PREFIX = "GREENSERVE_"
 
@@ -163,10 +166,134 @@ def choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _limit(minimum: int, maximum: int) -> Callable[[Any], int]:
+    """A header size or count limit; gunicorn's ``0`` (unlimited) gets a clear refusal."""
+    number = _number(int, minimum, maximum)
+
+    def parse(value: Any) -> int:
+        if str(value).strip() == "0":
+            raise ValueError(
+                f"0 (gunicorn's 'unlimited') is not accepted: greenserve bounds every input; "
+                f"give the largest value you accept, at most {maximum}"
+            )
+        return int(number(value))
+
+    parse.__name__ = "int"
+    return parse
+
+
+_CERT_REQS = {"0": "none", "1": "optional", "2": "required"}
+
+
+def parse_cert_reqs(value: Any) -> str:
+    """``none``/``optional``/``required``, or gunicorn's ``0``/``1``/``2`` (ssl.CERT_* numbers)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = str(value).strip().lower()
+    text = _CERT_REQS.get(text, text)
+    if text not in _CERT_REQS.values():
+        raise ValueError(f"expected none, optional or required (or 0, 1, 2), got {value!r}")
+    return text
+
+
+parse_cert_reqs.choices = tuple(_CERT_REQS.values())  # type: ignore[attr-defined]
+
+
+def parse_worker_class(value: Any) -> str:
+    """gunicorn's ``-k`` value: kept only to say what greenserve makes of it."""
+    text = parse_str(value).strip()
+    if not text or len(text) > 200 or not text.isprintable():
+        raise ValueError(f"expected a worker class name such as gevent, got {value!r}")
+    return text
+
+
+def parse_env(value: Any) -> tuple[str, ...]:
+    """``KEY=VALUE`` items (gunicorn's ``raw_env``); a string is split on commas only."""
+    if isinstance(value, str):
+        items: tuple[str, ...] = tuple(item.strip() for item in value.split(",") if item.strip())
+    else:
+        items = parse_list(value)
+    for item in items:
+        key, sep, rest = item.partition("=")
+        if not sep or not key or not key.isprintable() or key != key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        if "\0" in rest:
+            raise ValueError(f"{key}: a value cannot contain a NUL character")
+        if key.upper().startswith(ENV_PREFIX):
+            raise ValueError(f"{key}: give greenserve's own settings directly, not through the environment")
+    return items
+
+
+def parse_ip_list(value: Any) -> tuple[str, ...]:
+    """A list of IP addresses, networks (``10.0.0.0/8``) or ``*``, each checked."""
+    return parse_allow_list(parse_list(value))
+
+
+_PROXY_PROTOCOL_MODES = ("off", "v1", "v2", "auto")
+#: gunicorn's proxy_protocol was a boolean before it took a version.
+_PROXY_PROTOCOL_ALIASES = {
+    "false": "off",
+    "no": "off",
+    "0": "off",
+    "true": "auto",
+    "yes": "auto",
+    "1": "auto",
+}
+
+
+def parse_proxy_protocol(value: Any) -> str:
+    """``off``, ``v1``, ``v2`` or ``auto``; a boolean means ``auto``/``off``."""
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    text = str(value).strip().lower()
+    text = _PROXY_PROTOCOL_ALIASES.get(text, text)
+    if text not in _PROXY_PROTOCOL_MODES:
+        raise ValueError(f"expected one of {', '.join(_PROXY_PROTOCOL_MODES)}, got {value!r}")
+    return text
+
+
 def parse_hook(value: Any) -> Callable | None:
     if value is None or callable(value):
         return value
     raise ValueError("hooks are functions, set in a configuration file (greenserve.conf.py)")
+
+
+def hook_taking(*params: str) -> Callable[[Any], Callable | None]:
+    """A hook greenserve calls with ``params``: a function that cannot take them is refused now.
+
+    A hook copied from gunicorn with another signature (``worker_exit(server,
+    worker)``) would otherwise fail only when it is called, in a worker or at
+    shutdown. Checking the signature runs none of the hook's code.
+    """
+
+    def parse(value: Any) -> Callable | None:
+        function = parse_hook(value)
+        if function is None:
+            return None
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):
+            return function  # a builtin or C callable: nothing to check
+        try:
+            signature.bind(*params)
+        except TypeError as exc:
+            raise ValueError(
+                f"{getattr(function, '__name__', 'the function')}{signature} cannot be called with "
+                f"greenserve's arguments ({', '.join(params)}): {exc}"
+            ) from None
+        return function
+
+    parse.__name__ = "parse_hook"
+    return parse
+
+
+def parse_log_config(value: Any) -> str | dict[str, Any]:
+    """A path, or (in a configuration file) a logging.config.dictConfig dictionary."""
+    if value is None:
+        return ""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return parse_str(value)
 
 
 def parse_optional_str(value: Any) -> str:
@@ -213,18 +340,30 @@ class Setting:
     default_doc: str | None = None
     positional: bool = False
 
+    @property
+    def long_flag(self) -> str:
+        """The flag greenserve itself writes and names in messages: the first long one.
+
+        Later long flags are other spellings (gunicorn's ``--pid`` for ``--pidfile``).
+        """
+        return next((flag for flag in self.flags if flag.startswith("--")), "")
+
 
 def setting(
     default: Any = dataclasses.MISSING,
     *,
-    flags: Iterable[str] = (),
+    flags: Sequence[str] = (),
     help: str,
     section: str,
     parse: Callable[[Any], Any],
     default_factory: Callable[[], Any] | None = None,
     **options: Any,
 ) -> Any:
-    meta = Setting(tuple(flags), help, section, parse, **options)
+    flags = tuple(flags)
+    if parse is parse_bool and "negative" not in options:
+        # Every boolean can be switched off on the command line too: --reload, --no-reload.
+        options["negative"] = "--no-" + next(f for f in flags if f.startswith("--")).removeprefix("--")
+    meta = Setting(flags, help, section, parse, **options)
     if default_factory is not None:
         return field(default_factory=default_factory, metadata={"setting": meta})
     return field(default=default, metadata={"setting": meta})
@@ -260,6 +399,17 @@ class Config:
         metavar="DIRS",
         help="Comma-separated directories to prepend to sys.path before loading the application.",
     )
+    raw_env: tuple[str, ...] = setting(
+        (),
+        flags=["-e", "--env"],
+        section="Application",
+        parse=parse_env,
+        append=True,
+        metavar="KEY=VALUE",
+        help="Set an environment variable for the application (repeatable), as gunicorn's "
+        "--env does: set in the master before any worker starts, so the application sees it "
+        "when it is imported. Comma-separated in GREENSERVE_RAW_ENV.",
+    )
 
     # Server socket -------------------------------------------------------
     bind: tuple[str, ...] = setting(
@@ -290,7 +440,7 @@ class Config:
     )
     umask: int | None = setting(
         None,
-        flags=["--umask"],
+        flags=["-m", "--umask"],
         section="Server socket",
         parse=parse_umask,
         metavar="OCTAL",
@@ -300,6 +450,16 @@ class Config:
     )
 
     # Worker processes ----------------------------------------------------
+    worker_class: str = setting(
+        "gevent",
+        flags=["-k", "--worker-class"],
+        section="Worker processes",
+        parse=parse_worker_class,
+        metavar="CLASS",
+        help="Accepted for gunicorn compatibility: greenserve always runs gevent workers, which "
+        "serve WSGI and ASGI applications. gevent's classes are noted in the log; any other "
+        "(sync, gthread, uvicorn.workers.UvicornWorker, ...) gets a warning, and the server starts.",
+    )
     workers: int = setting(
         flags=["-w", "--workers"],
         default_factory=_web_concurrency,
@@ -431,13 +591,22 @@ class Config:
         help="SCRIPT_NAME of the application when it is mounted below a path prefix, "
         "e.g. /api. Request paths starting with it have it moved from PATH_INFO to SCRIPT_NAME.",
     )
+    sendfile: bool = setting(
+        True,
+        flags=["--sendfile"],
+        section="HTTP",
+        parse=parse_bool,
+        help="Send files returned through wsgi.file_wrapper with sendfile(2) on plain TCP "
+        "connections. --no-sendfile reads and sends them instead (for file systems where "
+        "sendfile is broken, such as some virtual machine shared folders).",
+    )
 
     # Limits --------------------------------------------------------------
     limit_request_line: int = setting(
         4094,
         flags=["--limit-request-line"],
         section="Limits",
-        parse=_number(int, 16, 1024 * 1024),
+        parse=_limit(16, 1024 * 1024),
         metavar="BYTES",
         help="Maximum size of the request line (method, target, version); longer gets 414.",
     )
@@ -445,15 +614,15 @@ class Config:
         100,
         flags=["--limit-request-fields"],
         section="Limits",
-        parse=_number(int, 1, 32768),
+        parse=_limit(1, 32768),
         metavar="N",
         help="Maximum number of request header fields; more gets 431.",
     )
     limit_request_field_size: int = setting(
         8190,
-        flags=["--limit-request-field-size"],
+        flags=["--limit-request-field-size", "--limit-request-field_size"],
         section="Limits",
-        parse=_number(int, 16, 1024 * 1024),
+        parse=_limit(16, 1024 * 1024),
         metavar="BYTES",
         help="Maximum size of one request header field (name and value); larger gets 431.",
     )
@@ -508,19 +677,78 @@ class Config:
         ("127.0.0.1", "::1"),
         flags=["--forwarded-allow-ips"],
         section="Proxy",
-        parse=parse_list,
+        parse=parse_ip_list,
         metavar="IPS",
-        help="Comma-separated proxy addresses (or '*') whose X-Forwarded-For, "
-        "X-Forwarded-Proto and Forwarded headers are trusted to set REMOTE_ADDR and "
-        "wsgi.url_scheme. Connections over Unix sockets are always trusted.",
+        help="Comma-separated proxy addresses and networks (e.g. 10.0.0.0/8), or '*', whose "
+        "X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are trusted to set "
+        "REMOTE_ADDR and wsgi.url_scheme. Peers on Unix sockets are trusted too, unless "
+        "--no-trust-unix-peers.",
     )
     proxy_headers: bool = setting(
         True,
         flags=["--proxy-headers"],
         section="Proxy",
         parse=parse_bool,
-        negative="--no-proxy-headers",
         help="Apply forwarded headers from trusted proxies (see --forwarded-allow-ips).",
+    )
+    forwarded_host: bool = setting(
+        False,
+        flags=["--forwarded-host"],
+        section="Proxy",
+        parse=parse_bool,
+        negative="--no-forwarded-host",
+        help="Also take the Host (HTTP_HOST, SERVER_NAME, SERVER_PORT) from a trusted proxy's "
+        "X-Forwarded-Host (or Forwarded: host=). Only when the proxy sets it itself: one that "
+        "passes a client's X-Forwarded-Host through lets clients choose the host of every URL "
+        "the application builds.",
+    )
+    forwarded_port: bool = setting(
+        False,
+        flags=["--forwarded-port"],
+        section="Proxy",
+        parse=parse_bool,
+        negative="--no-forwarded-port",
+        help="Also take SERVER_PORT (and the port of HTTP_HOST) from a trusted proxy's X-Forwarded-Port.",
+    )
+    forwarded_prefix: bool = setting(
+        False,
+        flags=["--forwarded-prefix"],
+        section="Proxy",
+        parse=parse_bool,
+        negative="--no-forwarded-prefix",
+        help="Prepend a trusted proxy's X-Forwarded-Prefix (the path prefix it removed) to "
+        "SCRIPT_NAME, or to the ASGI root_path and path.",
+    )
+    trust_unix_peers: bool = setting(
+        True,
+        flags=["--trust-unix-peers"],
+        section="Proxy",
+        parse=parse_bool,
+        negative="--no-trust-unix-peers",
+        help="Count every peer of a Unix-socket listener as a trusted proxy, for "
+        "--forwarded-allow-ips and --proxy-allow-from (only local processes allowed to open the "
+        "socket file can connect). --no-trust-unix-peers ignores their forwarded headers and "
+        "refuses their PROXY protocol headers.",
+    )
+    proxy_protocol: str = setting(
+        "off",
+        flags=["--proxy-protocol"],
+        section="Proxy",
+        parse=parse_proxy_protocol,
+        metavar="{off,v1,v2,auto}",
+        help="Read a PROXY protocol header (HAProxy send-proxy, AWS NLB) at the start of each "
+        "connection from --proxy-allow-from peers: v1 (text) or v2 (binary) only, or auto for "
+        "either. From those peers it is required; other peers may not send one.",
+    )
+    proxy_allow_ips: tuple[str, ...] = setting(
+        ("127.0.0.1", "::1"),
+        flags=["--proxy-allow-from"],
+        section="Proxy",
+        parse=parse_ip_list,
+        metavar="IPS",
+        help="Comma-separated addresses and networks, or '*', of the load balancers that send "
+        "a PROXY protocol header (with --proxy-protocol). Peers on Unix sockets count as "
+        "allowed unless --no-trust-unix-peers.",
     )
 
     # TLS -----------------------------------------------------------------
@@ -552,9 +780,10 @@ class Config:
         "none",
         flags=["--cert-reqs"],
         section="TLS",
-        parse=choice("none", "optional", "required"),
+        parse=parse_cert_reqs,
         metavar="{none,optional,required}",
-        help="Whether clients must present a certificate signed by --ca-certs.",
+        help="Whether clients must present a certificate signed by --ca-certs. gunicorn's "
+        "numbers are accepted too: 0 (none), 1 (optional), 2 (required).",
     )
 
     # ASGI ----------------------------------------------------------------
@@ -624,18 +853,26 @@ class Config:
     )
     error_logfile: str = setting(
         "-",
-        flags=["--error-logfile"],
+        flags=["--error-logfile", "--log-file"],
         section="Logging",
         parse=parse_str,
         metavar="PATH",
         help="Where the error log goes; '-' is stderr.",
+    )
+    capture_output: bool = setting(
+        False,
+        flags=["--capture-output"],
+        section="Logging",
+        parse=parse_bool,
+        help="Send the standard output and error of the master and workers (print(), "
+        "tracebacks written to stderr) to the error log file; with --error-logfile -, "
+        "standard output goes to stderr.",
     )
     access_log: bool = setting(
         True,
         flags=["--access-log"],
         section="Logging",
         parse=parse_bool,
-        negative="--no-access-log",
         help="Log one line per request (costs a little throughput; off in benchmarks).",
     )
     access_logfile: str = setting(
@@ -657,10 +894,33 @@ class Config:
         "%({header}o)s response header, ... (see docs/logging.md).",
     )
 
+    log_format: str = setting(
+        "text",
+        flags=["--log-format"],
+        section="Logging",
+        parse=choice("text", "json"),
+        metavar="{text,json}",
+        help="Both logs as 'text' lines or as 'json' lines: one JSON object per line with "
+        "time, level, pid, worker, message (and method, path, status, duration... for the "
+        "access log). See docs/logging.md.",
+    )
+    log_config: str | dict[str, Any] = setting(
+        "",
+        flags=["--log-config-json", "--log-config"],
+        section="Logging",
+        parse=parse_log_config,
+        metavar="PATH",
+        help="A logging configuration file, applied in the master and in every worker: a "
+        "logging.config.dictConfig dictionary in .json, .toml or .py (a LOGGING or "
+        "logconfig_dict variable), or a fileConfig .ini file. Loggers it configures "
+        "(greenserve.error, greenserve.access) get none of greenserve's handlers. In a "
+        "configuration file, the dictionary itself may be given.",
+    )
+
     # Process -------------------------------------------------------------
     pidfile: str = setting(
         "",
-        flags=["-p", "--pidfile"],
+        flags=["-p", "--pidfile", "--pid"],
         section="Process",
         parse=parse_optional_str,
         metavar="PATH",
@@ -683,6 +943,14 @@ class Config:
         metavar="GROUP",
         help="Run workers as this group (name or gid).",
     )
+    initgroups: bool = setting(
+        False,
+        flags=["--initgroups"],
+        section="Process",
+        parse=parse_bool,
+        help="Give workers every supplementary group --user is a member of (from the group "
+        "database), not only --group.",
+    )
     worker_tmp_dir: str = setting(
         "",
         flags=["--worker-tmp-dir"],
@@ -695,55 +963,62 @@ class Config:
     )
     proc_name: str = setting(
         "",
-        flags=["-n", "--proc-name"],
+        flags=["-n", "--proc-name", "--name"],
         section="Process",
         parse=parse_optional_str,
         metavar="NAME",
         default_doc="the application spec",
-        help="Name shown in ps/top for the master and workers (needs the setproctitle package).",
+        help="Name shown in ps/top: 'greenserve: master [NAME]' and 'greenserve: worker [NAME] gen N' "
+        "with the worker's state ('idle', 'busy 3/1000').",
     )
 
     # Hooks -----------------------------------------------------------------
     on_starting: Callable | None = setting(
-        None, section="Hooks", parse=parse_hook, help="on_starting(arbiter): the master is starting."
+        None,
+        section="Hooks",
+        parse=hook_taking("arbiter"),
+        help="on_starting(arbiter): the master is starting.",
     )
     when_ready: Callable | None = setting(
-        None, section="Hooks", parse=parse_hook, help="when_ready(arbiter): the workers are up."
+        None, section="Hooks", parse=hook_taking("arbiter"), help="when_ready(arbiter): the workers are up."
     )
     pre_fork: Callable | None = setting(
         None,
         section="Hooks",
-        parse=parse_hook,
+        parse=hook_taking("arbiter", "worker"),
         help="pre_fork(arbiter, worker): in the master, before a fork.",
     )
     post_fork: Callable | None = setting(
         None,
         section="Hooks",
-        parse=parse_hook,
+        parse=hook_taking("arbiter", "worker"),
         help="post_fork(arbiter, worker): in the worker, after the fork.",
     )
     post_worker_init: Callable | None = setting(
         None,
         section="Hooks",
-        parse=parse_hook,
+        parse=hook_taking("worker"),
         help="post_worker_init(worker): in the worker, after the application is loaded.",
     )
     worker_exit: Callable | None = setting(
-        None, section="Hooks", parse=parse_hook, help="worker_exit(worker): in the worker, as it exits."
+        None,
+        section="Hooks",
+        parse=hook_taking("worker"),
+        help="worker_exit(worker): in the worker, as it exits.",
     )
     on_exit: Callable | None = setting(
-        None, section="Hooks", parse=parse_hook, help="on_exit(arbiter): the master is exiting."
+        None, section="Hooks", parse=hook_taking("arbiter"), help="on_exit(arbiter): the master is exiting."
     )
     pre_request: Callable | None = setting(
         None,
         section="Hooks",
-        parse=parse_hook,
+        parse=hook_taking("worker", "environ"),
         help="pre_request(worker, environ): before the application is called.",
     )
     post_request: Callable | None = setting(
         None,
         section="Hooks",
-        parse=parse_hook,
+        parse=hook_taking("worker", "environ", "status"),
         help="post_request(worker, environ, status): after the response was sent.",
     )
 
@@ -758,6 +1033,8 @@ class Config:
             raise ConfigError("bind: at least one address is needed")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ConfigError("root_path must start with '/' and not end with one, e.g. /api")
+        if self.initgroups and not self.user:
+            raise ConfigError("initgroups needs user: the groups are those of --user")
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (validated like any other source)."""
@@ -775,7 +1052,10 @@ SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclass
 
 
 def suggest(name: str) -> str:
-    """A ``did you mean`` hint for an unknown setting name."""
+    """A ``did you mean`` hint for an unknown setting name (gunicorn's names get their own)."""
+    gunicorn = migration.explain_name(name)
+    if gunicorn:
+        return f" ({gunicorn})"
     close = difflib.get_close_matches(name.replace("-", "_").lower(), SETTINGS, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -832,22 +1112,38 @@ def describe_default(name: str) -> str:
     return str(value)
 
 
-def format_config(config: Config) -> str:
-    """The resolved settings as a valid ``greenserve.conf.py``."""
-    lines = []
+def _comment(text: str) -> str:
+    """``text`` made safe for the end of a Python line (no line breaks or control characters)."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def format_config(config: Config, sources: Mapping[str, str] | None = None) -> str:
+    """The resolved settings as a valid ``greenserve.conf.py``.
+
+    With ``sources`` (``{setting: where it came from}``, see
+    :func:`greenserve.config_sources.setting_sources`), each line ends with a
+    comment naming its source.
+    """
+    lines: list[tuple[str, str]] = []
     for name in SETTINGS:
         value = getattr(config, name)
         if name in HOOKS:
             if value is not None:
-                lines.append(f"# {name} = {getattr(value, '__qualname__', value)!s} (a function)")
+                lines.append((f"# {name} = {getattr(value, '__qualname__', value)!s} (a function)", name))
             continue
         if name == "umask" and value is not None:
-            lines.append(f"{name} = 0o{value:03o}")
+            lines.append((f"{name} = 0o{value:03o}", name))
         elif isinstance(value, tuple):
-            lines.append(f"{name} = {list(value)!r}")
+            lines.append((f"{name} = {list(value)!r}", name))
         else:
-            lines.append(f"{name} = {value!r}")
-    return "\n".join(lines) + "\n"
+            lines.append((f"{name} = {value!r}", name))
+    if sources is None:
+        return "\n".join(text for text, _ in lines) + "\n"
+    width = min(max(len(text) for text, _ in lines), 40)
+    return (
+        "\n".join(f"{text:<{width}}  # {_comment(sources.get(name, 'default'))}" for text, name in lines)
+        + "\n"
+    )
 
 
 def settings_markdown() -> str:

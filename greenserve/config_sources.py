@@ -8,7 +8,9 @@
 5. the command line.
 
 Every source is validated against the same declarations; an unknown name is
-an error with a suggestion, never silently ignored.
+an error with a suggestion, never silently ignored. :func:`setting_sources`
+tells, for each setting, which source gave its value (``--print-config``
+shows it).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import runpy
 import tomllib
 import types
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from greenserve.config import SETTINGS, Config, env_name, from_environ, from_mapping, suggest
 from greenserve.errors import ConfigError
+from greenserve.migration import explain_name
 
 DEFAULT_CONFIG_FILE = "greenserve.conf.py"
 #: The module name a configuration file runs as.
@@ -47,10 +51,13 @@ def read_python_config(path: str) -> dict[str, Any]:
         if getattr(value, "__module__", CONFIG_MODULE) != CONFIG_MODULE and name not in SETTINGS:
             continue  # imported, not defined here: `from x import y` is not a setting
         if name not in SETTINGS:
-            raise ConfigError(
-                f"{path}: unknown setting {name!r}{suggest(name)} "
-                "(prefix helper names with '_' to keep them out of the settings)"
+            # A gunicorn setting is not a helper: its own explanation is enough.
+            helper = (
+                ""
+                if explain_name(name)
+                else " (prefix helper names with '_' to keep them out of the settings)"
             )
+            raise ConfigError(f"{path}: unknown setting {name!r}{suggest(name)}{helper}")
         values[name] = value
     return values
 
@@ -74,6 +81,112 @@ def read_pyproject(path: str) -> dict[str, Any]:
     return values
 
 
+#: The source of a setting nothing else set (see :func:`setting_sources`).
+DEFAULT = "default"
+#: The source of a setting given as a flag or as the APP argument.
+COMMAND_LINE = "command line"
+#: Conventional variables that shape a default: ``{setting: variable}``.
+DEFAULT_VARIABLES = {"workers": "WEB_CONCURRENCY", "bind": "PORT"}
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Every source, validated and merged by precedence."""
+
+    #: ``{setting: value}`` for the settings some source gave.
+    values: dict[str, Any]
+    #: ``{setting: source}`` for the same settings: a file path (pyproject.toml's
+    #: followed by ``[tool.greenserve]``), a ``GREENSERVE_*`` variable name, or
+    #: :data:`COMMAND_LINE`.
+    sources: dict[str, str]
+    #: The configuration files read, lowest precedence first.
+    files: list[str]
+
+
+def gather(
+    argv_values: Mapping[str, Any] | None = None,
+    *,
+    config_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> Gathered:
+    """Read every source in precedence order, validating each value as it is read.
+
+    A Python configuration file is executed (as on every ``SIGHUP``); nothing
+    else has side effects.
+    """
+    environ = os.environ if environ is None else environ
+    cwd = cwd or os.getcwd()
+    files: list[str] = []
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    def merge(given: dict[str, Any], source: Callable[[str], str]) -> None:
+        values.update(given)
+        sources.update((name, source(name)) for name in given)
+
+    pyproject = os.path.join(cwd, "pyproject.toml")
+    if os.path.isfile(pyproject):
+        raw = read_pyproject(pyproject)
+        if raw:
+            label = f"{pyproject} [tool.greenserve]"
+            files.append(pyproject)
+            merge(_validated(raw, label), lambda name: label)
+
+    path = config_path or environ.get("GREENSERVE_CONFIG")
+    if not path:
+        default = os.path.join(cwd, DEFAULT_CONFIG_FILE)
+        path = default if os.path.isfile(default) else None
+    if path:
+        path = os.path.abspath(path)
+        files.append(path)
+        merge(_validated(read_python_config(path), path), lambda name: path)
+
+    merge(_validated(from_environ(environ), "environment", label=env_name), env_name)
+    if argv_values:
+        merge(_validated(dict(argv_values), "command line", label=_flag), lambda name: COMMAND_LINE)
+    return Gathered(values, sources, files)
+
+
+def complete_sources(sources: Mapping[str, str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``sources`` with every other setting attributed to its default.
+
+    A default shaped by ``WEB_CONCURRENCY`` or ``PORT`` is attributed to that
+    variable, which is what the user has to change.
+    """
+    environ = os.environ if environ is None else environ
+    complete = {}
+    for name in SETTINGS:
+        if name in sources:
+            complete[name] = sources[name]
+            continue
+        variable = DEFAULT_VARIABLES.get(name)
+        shaped = variable is not None and environ.get(variable, "").strip()
+        if name == "bind" and shaped and not str(shaped).isdigit():
+            shaped = False  # a PORT that is not a number leaves the default alone
+        complete[name] = variable if shaped and variable else DEFAULT
+    return complete
+
+
+def setting_sources(
+    argv_values: Mapping[str, Any] | None = None,
+    *,
+    config_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> dict[str, str]:
+    """``{setting: source}`` for every setting: where its current value comes from.
+
+    A source is :data:`DEFAULT`, a ``GREENSERVE_*`` variable name (or
+    ``WEB_CONCURRENCY``/``PORT`` for the defaults they shape), a
+    configuration file path (``... [tool.greenserve]`` for pyproject.toml), or
+    :data:`COMMAND_LINE`. Reads the sources as :func:`resolve` does, running
+    the configuration file again.
+    """
+    gathered = gather(argv_values, config_path=config_path, environ=environ, cwd=cwd)
+    return complete_sources(gathered.sources, environ)
+
+
 def file_and_environment_settings(
     *,
     config_path: str | None = None,
@@ -81,28 +194,8 @@ def file_and_environment_settings(
     cwd: str | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The settings given by files and the environment (validated), and the files read."""
-    environ = os.environ if environ is None else environ
-    cwd = cwd or os.getcwd()
-    files: list[str] = []
-    merged: dict[str, Any] = {}
-
-    pyproject = os.path.join(cwd, "pyproject.toml")
-    if os.path.isfile(pyproject):
-        values = read_pyproject(pyproject)
-        if values:
-            files.append(pyproject)
-            merged.update(_validated(values, f"{pyproject} [tool.greenserve]"))
-
-    path = config_path or environ.get("GREENSERVE_CONFIG")
-    if not path:
-        default = os.path.join(cwd, DEFAULT_CONFIG_FILE)
-        path = default if os.path.isfile(default) else None
-    if path:
-        files.append(path)
-        merged.update(_validated(read_python_config(path), path))
-
-    merged.update(_validated(from_environ(environ), "environment", label=env_name))
-    return merged, files
+    gathered = gather(None, config_path=config_path, environ=environ, cwd=cwd)
+    return gathered.values, gathered.files
 
 
 def resolve(
@@ -113,14 +206,26 @@ def resolve(
     cwd: str | None = None,
 ) -> tuple[Config, list[str]]:
     """Merge every source into one validated Config; also returns the files read."""
-    merged, files = file_and_environment_settings(config_path=config_path, environ=environ, cwd=cwd)
-    merged.update(_validated(dict(argv_values), "command line", label=_flag))
-    return from_mapping(merged, "configuration"), files
+    config, files, _ = resolve_with_sources(argv_values, config_path=config_path, environ=environ, cwd=cwd)
+    return config, files
+
+
+def resolve_with_sources(
+    argv_values: Mapping[str, Any],
+    *,
+    config_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> tuple[Config, list[str], dict[str, str]]:
+    """:func:`resolve`, and ``{setting: source}`` for every setting (see :func:`setting_sources`)."""
+    gathered = gather(argv_values, config_path=config_path, environ=environ, cwd=cwd)
+    config = from_mapping(gathered.values, "configuration")
+    return config, gathered.files, complete_sources(gathered.sources, environ)
 
 
 def _flag(name: str) -> str:
     meta = SETTINGS[name]
-    return meta.flags[-1] if meta.flags else (meta.metavar or name)
+    return meta.long_flag if meta.flags else (meta.metavar or name)
 
 
 def _validated(values: Mapping[str, Any], source: str, label: Callable[[str], str] = str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""zope.interface contracts: server events (hooks) and the pluggable parser.
+"""zope.interface contracts for the server events that hooks subscribe to.
 
 Events are announced with ``zope.event.notify``; each provides one of the
 ``I*`` interfaces below, so a subscriber can tell them apart with
@@ -68,12 +68,3 @@ class IPostRequest(IWorkerEvent):
 
     environ = Attribute("The WSGI environ.")
     status = Attribute("The response status code (int).")
-
-
-class IHeadParser(Interface):
-    """A request-head parser backend (h11 or httptools); see protocol/parser.py."""
-
-    name = Attribute("'h11' or 'httptools'.")
-
-    def parse(head: bytes) -> object:
-        """A complete request head (ending in CRLF CRLF) -> protocol.events.Request."""

@@ -31,9 +31,14 @@ def write(path: str) -> None:
         if old and old not in (pid, os.getppid()) and is_alive(old):
             raise BootError(f"pidfile {path}: another server is running (pid {old})")
     tmp = f"{path}.{pid}.tmp"
-    with open(tmp, "w") as handle:
-        handle.write(f"{pid}\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(f"{pid}\n")
+        os.replace(tmp, path)
+    except OSError as exc:  # checked before starting; this is a race or a full disk
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise BootError(f"pidfile {path}: {exc.strerror or exc}") from None
 
 
 def remove(path: str) -> None:

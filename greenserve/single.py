@@ -46,12 +46,13 @@ def run(config: Config) -> int:
         if config.user or config.group:
             if not compat.POSIX:
                 raise BootError("--user/--group are not available on this platform")
-            from greenserve.master.process import drop_privileges, resolve_ids
+            from greenserve.privileges import drop_privileges, resolve_ids
 
-            drop_privileges(*resolve_ids(config.user, config.group))  # after binding: low ports work
+            # After binding: low ports work.
+            drop_privileges(*resolve_ids(config.user, config.group), config.initgroups)
         from greenserve.worker import boot
 
-        return boot.run(config, listeners, multiprocess=False)
+        return boot.run(config, listeners, multiprocess=False, sole_listener=True)
     except BootError as exc:
         log.error("%s", exc)
         return exc.exit_code

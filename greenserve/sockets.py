@@ -39,6 +39,12 @@ class Listener:
     unix_path: str | None = None
     #: How an inherited Unix socket is shown.
     label: str = ""
+    #: Bound by one worker for itself (``--reuse-port``): the kernel spreads clients over
+    #: the workers' sockets, and no other worker can accept from this one.
+    per_worker: bool = False
+    #: Someone else holds it too (systemd socket activation, ``fd://``): its queue
+    #: outlives this server, and this server must not change its backlog.
+    external: bool = False
 
     @property
     def is_unix(self) -> bool:
@@ -219,6 +225,7 @@ def adopt_fd(fd: int, backlog: int, owned: bool = False) -> Listener:
         raise BootError(f"fd://{fd}: cannot listen: {exc.strerror or exc}") from None
     os.set_inheritable(fd, False)
     listener = _describe(sock)
+    listener.external = not owned
     if owned and listener.is_unix:
         listener.unix_path = listener.label
     return listener
@@ -251,6 +258,22 @@ def create_listeners(
         close_listeners(listeners)
         raise
     return listeners
+
+
+def stop_queueing(listener: Listener, sock: socket.socket | None = None) -> None:
+    """Let no new client into the listen queue of a socket about to close; keep those already in.
+
+    Closing a listening socket resets the connections still in its queue; new
+    ones keep arriving until the last descriptor closes. With a backlog of 0
+    the kernel drops new connection requests instead (the client retries its
+    SYN a second later, by then to a closed port: a clean refusal, with no
+    request sent), so the queue can be emptied and the socket closed without
+    resetting anyone. Only for a socket this server alone holds.
+    """
+    if listener.external:
+        return
+    with contextlib.suppress(OSError):
+        (sock or listener.sock).listen(0)
 
 
 def close_listeners(listeners: Iterable[Listener], unlink: bool = True) -> None:

@@ -12,15 +12,22 @@ Made by the master before it forks, used by both sides afterwards:
   ready (accepting), or wants to retire (``--max-requests``) once a
   replacement is ready.
 
+The master also makes one :class:`LoadBoard` for all its workers: how many
+connections each holds, so that they share new clients evenly (see
+docs/design.md, "Spreading connections over workers").
+
 Standard library only: the master imports this module.
 """
 
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Any
 
 MSG_READY = b"R"
 MSG_RETIRE = b"Q"
@@ -106,3 +113,102 @@ class WorkerLink:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.heartbeat_fd = self.read_fd = self.write_fd = -1
+
+
+class LoadBoard:
+    """Connections held by each worker, in memory the master shares with every worker it forks.
+
+    One 32-bit slot per worker; the master hands out slots and frees them as
+    workers come and go. A worker writes only its own slot: its number of
+    connections while it accepts, :data:`NOT_ACCEPTING` otherwise (booting,
+    draining, exited). A worker reads the others' slots to decide whether to
+    leave a waiting client to a less loaded worker. Aligned 32-bit stores and
+    loads are atomic on every platform CPython runs on; a reader may see a value
+    one update old, which only delays the balance by one connection. The first
+    slot holds how many slots are in use, so readers scan no further.
+    """
+
+    #: A slot's value when its worker does not take new connections.
+    NOT_ACCEPTING = -1
+    #: Workers alive at once, old generations included: 16 KiB of shared memory.
+    SLOTS = 4096
+
+    def __init__(self, slots: int = SLOTS) -> None:
+        self._map = mmap.mmap(-1, (slots + 1) * 4)  # anonymous and shared: inherited across fork
+        self._counts = memoryview(self._map).cast("i")
+        for index in range(1, slots + 1):
+            self._counts[index] = self.NOT_ACCEPTING
+        self._counts[0] = 1
+        self._used: set[int] = set()
+
+    # -- master side -------------------------------------------------------------
+
+    def allocate(self) -> int:
+        """A free slot for a new worker (-1 when all are taken: that worker does not take part)."""
+        for index in range(1, len(self._counts)):
+            if index not in self._used:
+                self._used.add(index)
+                self._counts[index] = self.NOT_ACCEPTING
+                self._counts[0] = max(self._counts[0], index + 1)
+                return index
+        return -1
+
+    def release(self, slot: int) -> None:
+        """The worker in ``slot`` exited: its slot no longer counts."""
+        if slot > 0:
+            self._counts[slot] = self.NOT_ACCEPTING
+            self._used.discard(slot)
+
+    # -- worker side -------------------------------------------------------------
+
+    def publish(self, slot: int, connections: int) -> None:
+        if slot > 0:
+            self._counts[slot] = connections
+
+    def fewest_elsewhere(self, slot: int) -> int:
+        """The fewest connections held by another accepting worker (a large number if none)."""
+        counts = self._counts
+        fewest = 1 << 30
+        for index, count in enumerate(counts[: counts[0]].tolist()):
+            if 0 <= count < fewest and index != slot and index:
+                fewest = count
+        return fewest
+
+    def counts(self) -> list[int]:
+        """The value of every slot handed out so far (index 0 first), for tests and status reports."""
+        counts = self._counts
+        return counts[1 : counts[0]].tolist()
+
+    def close(self) -> None:
+        self._counts.release()
+        self._map.close()
+
+
+@dataclass
+class WorkerStart:
+    """Everything a forked worker gets from its master: plain values, no master code.
+
+    The master builds one in the child right after ``fork()`` and passes it to
+    the worker's entry point, which it names by import string
+    (``greenserve.worker.entry:main``).
+    """
+
+    config: Any  # greenserve.config.Config
+    #: The master's listening sockets (the worker may bind its own with --reuse-port).
+    listeners: list[Any]
+    link: WorkerLink
+    #: The master's record of this worker, passed to hooks as ``worker``.
+    worker: Any
+    #: What hooks receive as ``server``/``arbiter`` (gunicorn's signature: post_fork(server, worker)).
+    hook_server: Any
+    master_pid: int
+    uid: int | None
+    gid: int | None
+    proc_title: str
+    #: Signals the master blocked around fork(), to unblock once the child set its own handlers.
+    unblock_signals: tuple[int, ...]
+    multiprocess: bool
+    #: The application when the master imported it (--preload).
+    preloaded_app: Any = None
+    board: LoadBoard | None = None
+    board_slot: int = -1

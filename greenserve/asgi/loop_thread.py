@@ -113,7 +113,7 @@ def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
         import uvloop
 
         return uvloop.new_event_loop()
-    return _loop_class()(_hub_selector())
+    return loop_class()(_hub_selector())
 
 
 #: The slots asyncio's handles have had since Python 3.7 (what the lean handles fill in).
@@ -124,12 +124,50 @@ _HANDLE_SLOTS = (
 _TIMER_SLOTS = ("_scheduled", "_when")
 
 
-def _loop_class() -> type[asyncio.SelectorEventLoop]:
-    """asyncio's selector loop, with leaner callbacks when this Python's handles are the known ones."""
-    handle_slots = tuple(getattr(asyncio.Handle, "__slots__", ()))
-    if handle_slots != _HANDLE_SLOTS or tuple(getattr(asyncio.TimerHandle, "__slots__", ())) != _TIMER_SLOTS:
-        return asyncio.SelectorEventLoop  # pragma: no cover - a future asyncio: the stock loop
-    return _LeanLoop
+def loop_class() -> type[asyncio.SelectorEventLoop]:
+    """The loop class for the loop thread: :class:`_LeanLoop` where it behaves as asyncio's own.
+
+    Decided on behaviour, once per process: the stock loop must make plain
+    :class:`asyncio.Handle` and :class:`asyncio.TimerHandle` objects with the
+    slots the lean handles fill in. Where a Python makes something else (3.14's
+    ``call_soon_threadsafe`` returns a lock-guarded handle, gh-128340), or the
+    slots changed, the stock loop is used: a few percent slower, never wrong.
+    """
+    global _LOOP_CLASS
+    if _LOOP_CLASS is None:
+        plain, threadsafe_plain = _stock_handle_kinds()
+        if not plain:
+            _LOOP_CLASS = asyncio.SelectorEventLoop
+        elif threadsafe_plain:
+            _LOOP_CLASS = _LeanLoop
+        else:  # CPython guards call_soon_threadsafe's handle: keep its own
+            _LOOP_CLASS = _LeanLoopStockThreadsafe
+    return _LOOP_CLASS
+
+
+_LOOP_CLASS: type[asyncio.SelectorEventLoop] | None = None
+
+
+def _stock_handle_kinds() -> tuple[bool, bool]:
+    """Whether the stock selector loop's call_soon/call_at, and its call_soon_threadsafe,
+    make exactly the handles the lean loop imitates."""
+    if tuple(getattr(asyncio.Handle, "__slots__", ())) != _HANDLE_SLOTS:
+        return False, False
+    if tuple(getattr(asyncio.TimerHandle, "__slots__", ())) != _TIMER_SLOTS:
+        return False, False
+    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+    try:
+        soon = type(loop.call_soon(_nothing))
+        timer = type(loop.call_at(loop.time() + 3600, _nothing))
+        threadsafe = type(loop.call_soon_threadsafe(_nothing))
+    finally:
+        loop.close()
+    plain = soon is asyncio.Handle and timer is asyncio.TimerHandle
+    return plain, plain and threadsafe is asyncio.Handle
+
+
+def _nothing() -> None:
+    """A callback that is never run (see _stock_handle_kinds)."""
 
 
 class _LeanHandle(asyncio.Handle):
@@ -170,8 +208,8 @@ class _LeanTimerHandle(asyncio.TimerHandle):
             return NotImplemented
 
 
-class _LeanLoop(asyncio.SelectorEventLoop):
-    """The selector loop with one Python call per ``call_soon`` (``_threadsafe``) and ``call_at``.
+class _LeanLoopStockThreadsafe(asyncio.SelectorEventLoop):
+    """The selector loop with one Python call per ``call_soon`` and ``call_at``.
 
     asyncio's loop is pure Python: every callback it schedules goes through
     ``call_soon`` -> ``_check_closed`` -> ``_call_soon`` -> ``Handle.__init__`` ->
@@ -189,15 +227,6 @@ class _LeanLoop(asyncio.SelectorEventLoop):
         self._ready.append(handle)  # type: ignore[attr-defined]
         return handle
 
-    def call_soon_threadsafe(  # type: ignore[override]
-        self, callback: Callable[..., Any], *args: Any, context: Any = None
-    ) -> asyncio.Handle:
-        if self._debug or self._closed:  # type: ignore[attr-defined]
-            return super().call_soon_threadsafe(callback, *args, context=context)
-        handle = self.call_soon(callback, *args, context=context)
-        self._write_to_self()  # type: ignore[attr-defined]  # wake the loop's select()
-        return handle
-
     def call_at(  # type: ignore[override]
         self, when: float, callback: Callable[..., Any], *args: Any, context: Any = None
     ) -> asyncio.TimerHandle:
@@ -207,6 +236,19 @@ class _LeanLoop(asyncio.SelectorEventLoop):
         heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
         timer._scheduled = True
         return timer
+
+
+class _LeanLoop(_LeanLoopStockThreadsafe):
+    """... and ``call_soon_threadsafe`` too, where the stock one makes a plain Handle (up to 3.13)."""
+
+    def call_soon_threadsafe(  # type: ignore[override]
+        self, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> asyncio.Handle:
+        if self._debug or self._closed:  # type: ignore[attr-defined]
+            return super().call_soon_threadsafe(callback, *args, context=context)
+        handle = self.call_soon(callback, *args, context=context)
+        self._write_to_self()  # type: ignore[attr-defined]  # wake the loop's select()
+        return handle
 
 
 _get_ident = None
@@ -390,6 +432,21 @@ class LoopThread:
         if self._thread_done is not None:
             self._thread_done.wait(timeout)
         self._async.stop()
+
+
+def resolve_future(future: asyncio.Future, value: Any) -> None:
+    """In the loop thread: complete ``future`` unless the application already cancelled it.
+
+    What a ``to_loop`` call runs to answer an application's ``receive()`` or ``send()``.
+    """
+    if not future.done():
+        future.set_result(value)
+
+
+def fail_future(future: asyncio.Future, exc: BaseException) -> None:
+    """In the loop thread: fail ``future`` unless the application already cancelled it."""
+    if not future.done():
+        future.set_exception(exc)
 
 
 def _run_queued(queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]], where: str) -> None:

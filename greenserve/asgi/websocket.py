@@ -19,8 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
@@ -37,9 +36,17 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from greenserve.asgi.bridge import ASGIBridge, _fail, _resolve, build_scope
+from greenserve.asgi.loop_thread import fail_future as _fail
+from greenserve.asgi.loop_thread import resolve_future as _resolve
 from greenserve.errors import ClientDisconnected
-from greenserve.protocol.response import status_text
+from greenserve.logs import escape
+from greenserve.protocol.events import Request as HTTPRequest
+
+if TYPE_CHECKING:
+    from greenserve.asgi.bridge import ASGIBridge, Connection
+
+#: A refusal of the upgrade, answered as plain HTTP: (status, ASGI headers, body).
+Denial = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 log = logging.getLogger("greenserve.error")
 
@@ -49,21 +56,17 @@ _RECV = 64 * 1024
 _NEED, _ACCEPT, _SEND, _CLOSE, _DENY_START, _DENY_BODY, _DONE = range(7)
 
 
-def serve_websocket(bridge: ASGIBridge, environ: dict[str, Any], start_response: Callable) -> Any:
-    """WSGI entry for an upgrade request: runs the whole session in this greenlet."""
-    return WebSocketSession(bridge, environ, start_response).run()
-
-
 class WebSocketSession:
     """One WebSocket between a client and an ASGI application task."""
 
-    def __init__(self, bridge: ASGIBridge, environ: dict[str, Any], start_response: Callable) -> None:
+    def __init__(
+        self, bridge: ASGIBridge, connection: Connection, request: HTTPRequest, scope: dict[str, Any]
+    ) -> None:
         self.bridge = bridge
-        self.environ = environ
-        self.start_response = start_response
+        self.scope = scope
         self.loop_thread = bridge.loop_thread
-        self.connection = environ["greenserve.connection"]
-        self.request = environ["greenserve.request"]
+        self.connection = connection
+        self.request = request
         self.ws = WSConnection(ConnectionType.SERVER)
         self.sock: Any = None
         self.write_lock = Semaphore()
@@ -131,7 +134,8 @@ class WebSocketSession:
 
     # -- greenlet: the session ------------------------------------------------------------
 
-    def run(self) -> Any:
+    def run(self) -> Denial | None:
+        """Run the session in this greenlet; a denial to answer as HTTP, or None once switched."""
         request = self.request
         head = [b"GET " + request.target + b" HTTP/1.1\r\n"]
         head += [name + b": " + value + b"\r\n" for name, value in request.headers]
@@ -139,11 +143,10 @@ class WebSocketSession:
             self.ws.receive_data(b"".join(head) + b"\r\n")
             event = next(self.ws.events())
         except (RemoteProtocolError, StopIteration) as exc:
-            log.info("invalid WebSocket handshake: %s", exc)
-            self.start_response("400 Bad Request", [("Content-Type", "text/plain"), ("Content-Length", "28")])
-            return [b"Invalid WebSocket handshake\n"]
+            log.info("invalid WebSocket handshake: %s", escape(str(exc)))
+            return 400, [(b"content-type", b"text/plain")], b"Invalid WebSocket handshake\n"
         assert isinstance(event, Request)
-        scope = build_scope(self.environ, "websocket", self.bridge.state)
+        scope = self.scope
         scope["subprotocols"] = list(event.subprotocols)
         self.loop_thread.to_loop(self._start_task, scope)
         self.bridge.websockets.add(self)
@@ -159,7 +162,7 @@ class WebSocketSession:
                 with contextlib.suppress(OSError):
                     self.sock.close()
 
-    def _serve(self) -> Any:
+    def _serve(self) -> Denial | None:
         to_loop = self.loop_thread.to_loop
         deny_body: list[bytes] = []
         while True:
@@ -205,26 +208,22 @@ class WebSocketSession:
             else:  # _DONE
                 return self._app_done(payload)
 
-    def _deny(self, status: int, headers: list, body: bytes) -> list[bytes]:
+    def _deny(self, status: int, headers: list, body: bytes) -> Denial:
         """Refuse the upgrade with a plain HTTP response (the connection is still HTTP)."""
-        pairs = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
-        if not any(name.lower() == "content-length" for name, _ in pairs):
-            pairs.append(("Content-Length", str(len(body))))
-        self.start_response(status_text(status), pairs)
-        return [body]
+        return status, [(bytes(name), bytes(value)) for name, value in headers], body
 
-    def _app_done(self, error: BaseException | None) -> list[bytes]:
-        target = self.environ.get("RAW_URI")
+    def _app_done(self, error: BaseException | None) -> Denial | None:
+        target = self.request.target.decode("latin-1")[:200]
         if error is not None and not isinstance(error, ClientDisconnected):
             # After the peer closed, frameworks raise their own "disconnected"
             # exceptions out of the app (Starlette's WebSocketDisconnect): not an error.
             level = logging.DEBUG if self.closed else logging.ERROR
-            log.log(level, "ASGI WebSocket application error (%s)", target, exc_info=error)
+            log.log(level, "ASGI WebSocket application error (%r)", target, exc_info=error)
         if not self.accepted:
             return self._deny(500 if error is not None else 403, [], b"")
         if not self.closed:
             self._close(1011 if error is not None else 1000, "")
-        return []
+        return None
 
     # -- frames ---------------------------------------------------------------------------
 
@@ -338,7 +337,7 @@ class WebSocketSession:
                     self._gone(1006)
                     return
         except RemoteProtocolError as exc:
-            log.debug("WebSocket protocol error: %s", exc)
+            log.debug("WebSocket protocol error: %s", escape(str(exc)))
             self._close(1002, "protocol error")
             self._gone(1002)
         except OSError:

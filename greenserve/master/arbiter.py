@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from greenserve import __version__, hooks, logs, pidfile
+from greenserve import __version__, hooks, logs, pidfile, proctitle
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -43,15 +43,16 @@ from greenserve.errors import (
 from greenserve.master import systemd
 from greenserve.master.process import (
     BOOTING,
+    PRELOAD_ENTRY,
     READY,
     STOPPING,
     WorkerRecord,
-    resolve_ids,
+    import_entry,
     run_child,
-    set_proc_title,
 )
-from greenserve.sockets import Listener, adopt_fd, close_listeners, create_listeners
-from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, WorkerLink, parse_messages
+from greenserve.privileges import resolve_ids
+from greenserve.sockets import Listener, adopt_fd, close_listeners, create_listeners, stop_queueing
+from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, LoadBoard, WorkerLink, parse_messages
 
 log = logging.getLogger("greenserve.error")
 
@@ -60,7 +61,6 @@ log = logging.getLogger("greenserve.error")
 _fork = os.fork
 _waitpid = os.waitpid
 _select = select.select
-_sleep = time.sleep
 _signal = signal.signal
 
 #: Environment variable naming the listening descriptors a re-executed master inherits.
@@ -117,9 +117,13 @@ class Arbiter:
         self.exit_code = EXIT_OK
         self.reexec_pid = 0
         self.preloaded_app: Any = None
+        #: How many connections each worker holds, shared with them (see LoadBoard).
+        self.board = LoadBoard()
         self.uid: int | None = None
         self.gid: int | None = None
         self.proc_name = config.proc_name or config.app
+        #: gunicorn's ``server.log`` for hooks: info(), warning(), exception()... to the error log.
+        self.log = logs.SERVER_LOG
         self.ready_announced = False
         self._previous_config: Config | None = None
         self._crashes = 0
@@ -177,7 +181,7 @@ class Arbiter:
             roots = [os.path.abspath(config.chdir or os.getcwd()), *config.pythonpath]
             self._reloader = Reloader(roots, config.reload_extra_files)
             log.info("Reloading on changes below %s", ", ".join(self._reloader.roots))
-        set_proc_title(f"greenserve: master [{self.proc_name}]")
+        proctitle.set_title(proctitle.master_title(self.proc_name))
         log.info("Using %d worker%s", self.num_workers, "" if self.num_workers == 1 else "s")
 
     def _open_listeners(self) -> list[Listener]:
@@ -202,25 +206,10 @@ class Arbiter:
             listen=not config.reuse_port,
         )
 
-    def listeners_for_worker(self) -> list[Listener]:
-        """In a child: the shared listeners, or its own with --reuse-port."""
-        if not self.config.reuse_port:
-            return self.listeners
-        own = []
-        for listener in self.listeners:
-            if listener.is_unix:
-                own.append(listener)
-                continue
-            own.extend(create_listeners([listener.bind_spec()], backlog=self.config.backlog, reuse_port=True))
-        return own
-
     def _preload(self) -> None:
         """Import the application here, after gevent has patched this process."""
-        from greenserve.worker import boot
-
-        boot.patch()
         try:
-            self.preloaded_app = boot.load_application(self.config)
+            self.preloaded_app = import_entry(PRELOAD_ENTRY)(self.config)
         except AppLoadError as exc:
             raise StopMaster(EXIT_APP_LOAD_ERROR, f"cannot load the application: {exc}") from None
         log.info("Preloaded %s in the master (gevent patched first)", self.config.app)
@@ -339,6 +328,7 @@ class Arbiter:
             link=link,
             generation=self.generation,
             max_requests=config.max_requests + jitter if config.max_requests else 0,
+            board_slot=self.board.allocate(),
         )
         try:
             hooks.notify(hooks.PreFork(self, worker))
@@ -387,6 +377,13 @@ class Arbiter:
     def stop_workers(self, graceful: bool) -> None:
         if not self.stopping:
             systemd.notify("STOPPING=1")
+            if not self._new_master_alive() and not (
+                self._parent_master and pidfile.is_alive(self._parent_master)
+            ):
+                # The whole server stops (no other master shares the sockets):
+                # let the workers empty the queues without new arrivals to reset.
+                for listener in self.listeners:
+                    stop_queueing(listener)
             # The workers close their copies of the listening sockets as they
             # drain; with the master's closed too, new clients are refused at
             # once instead of waiting in a backlog nobody accepts from. (A
@@ -429,6 +426,7 @@ class Arbiter:
                 continue
             self._read_link(worker)  # its last words, e.g. why it could not start
             worker.link.close()
+            self.board.release(worker.board_slot)
             self._worker_exited(worker, code)
 
     def _worker_exited(self, worker: WorkerRecord, code: int) -> None:
@@ -583,6 +581,7 @@ class Arbiter:
         if self._reload_config is not None:
             try:
                 config = self._reload_config()
+                logs.setup(config)  # restores the current logging when it fails
             except ConfigError as exc:
                 log.error("reload: %s; keeping the current configuration", exc)
                 return
@@ -591,7 +590,6 @@ class Arbiter:
                 log.warning("reload: bind changed; the new addresses need a restart of the master")
                 config = config.replace(bind=self.config.bind)
             self.config = config
-            logs.setup(config)
             hooks.install(config)
             if config.workers != self._previous_config.workers:
                 self.num_workers = config.workers

@@ -1,31 +1,36 @@
-"""One worker process as the master sees it, and the code a worker runs after fork.
+"""One worker process as the master sees it, and the hand-over to the worker after fork.
 
 The master keeps a :class:`WorkerRecord` per child. In the child,
-:func:`child_main` undoes what the master set up (signal handlers, other
-workers' descriptors), drops privileges, and hands over to
-:func:`greenserve.worker.boot.run`, which patches with gevent before it
-imports the application.
+:func:`child_main` closes what belongs to the master and the other workers,
+then calls the worker's entry point, named by import string
+(:data:`WORKER_ENTRY`) with plain values: the master never imports the
+worker's code, which imports gevent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
-import signal
-import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from greenserve import hooks
-from greenserve.errors import EXIT_BOOT_ERROR, EXIT_ERROR, BootError
-from greenserve.workerlink import WorkerLink
+from greenserve import logs, proctitle
+from greenserve.errors import EXIT_ERROR
+from greenserve.workerlink import WorkerLink, WorkerStart
 
 if TYPE_CHECKING:
     from greenserve.master.arbiter import Arbiter
 
 log = logging.getLogger("greenserve.error")
+
+#: What a forked child runs (see greenserve/worker/entry.py).
+WORKER_ENTRY = "greenserve.worker.entry:main"
+#: What --preload runs in the master (gevent patches the master, then the app is imported).
+PRELOAD_ENTRY = "greenserve.worker.entry:preload"
 
 BOOTING = "booting"
 READY = "ready"
@@ -54,86 +59,43 @@ class WorkerRecord:
     stop_sent_at: float = 0.0
     #: The stop was asked for by the master (not a crash).
     expected_exit: bool = False
+    #: Its slot on the master's LoadBoard (-1: none).
+    board_slot: int = -1
     extra: dict[str, Any] = field(default_factory=dict)
+    #: gunicorn's ``worker.log`` for hooks: info(), warning(), exception()... to the error log.
+    log: ClassVar[logs.ServerLog] = logs.SERVER_LOG
 
     def __repr__(self) -> str:
         return f"<worker {self.pid} age={self.age} gen={self.generation} {self.state}>"
 
 
-def set_proc_title(title: str) -> None:
-    """``ps`` shows ``title`` when setproctitle is installed; otherwise nothing happens."""
-    try:
-        import setproctitle
-    except ImportError:
-        return
-    setproctitle.setproctitle(title)
-
-
-def resolve_ids(user: str, group: str) -> tuple[int | None, int | None]:
-    """``--user``/``--group`` names or numbers -> (uid, gid). POSIX only."""
-    uid = gid = None
-    if user:
-        import pwd
-
-        try:
-            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-        except KeyError:
-            raise BootError(f"--user {user}: no such user") from None
-        uid, gid = entry.pw_uid, entry.pw_gid
-    if group:
-        import grp
-
-        try:
-            gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise BootError(f"--group {group}: no such group") from None
-    return uid, gid
-
-
-def drop_privileges(uid: int | None, gid: int | None) -> None:
-    if gid is not None and gid != os.getgid():
-        os.setgroups([gid])
-        os.setgid(gid)
-    if uid is not None and uid != os.getuid():
-        os.setuid(uid)
+def import_entry(name: str) -> Callable[..., Any]:
+    """``"package.module:function"`` -> the function: how the master names worker code it never imports."""
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
-    """Runs in the forked child; returns the exit code."""
+    """Runs in the forked child: close what is the master's, then hand over to the worker's entry."""
     worker.pid = os.getpid()
-    config = arbiter.config
-    from greenserve.worker import boot  # imports no gevent: signals are held first
-
-    try:
-        boot.hold_signals()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, arbiter.SIGNALS)  # blocked by spawn_worker
-        arbiter.close_in_child(worker)
-        worker.link.after_fork_in_worker()
-        if "gevent" in sys.modules:  # --preload: the master patched and maybe made a hub
-            import gevent
-
-            gevent.reinit()
-        set_proc_title(f"greenserve: worker [{arbiter.proc_name}]")
-        hooks.notify(hooks.PostFork(arbiter, worker))  # as gunicorn: before patching and --user
-        ssl_context = boot.before_dropping_privileges(config)
-        listeners = arbiter.listeners_for_worker()  # --reuse-port may bind port 443 here
-        drop_privileges(arbiter.uid, arbiter.gid)
-    except BootError as exc:
-        return boot.fail_boot(worker.link, str(exc), EXIT_BOOT_ERROR)
-    except Exception as exc:  # a failing hook must not become a respawn loop
-        log.exception("worker %d failed to start", os.getpid())
-        return boot.fail_boot(worker.link, f"{type(exc).__name__}: {exc}", EXIT_BOOT_ERROR)
-
-    return boot.run(
-        config,
-        listeners,
-        multiprocess=arbiter.num_workers > 1,
+    arbiter.close_in_child(worker)
+    start = WorkerStart(
+        config=arbiter.config,
+        listeners=arbiter.listeners,
         link=worker.link,
         worker=worker,
-        app=arbiter.preloaded_app,
+        hook_server=arbiter,
         master_pid=arbiter.pid,
-        ssl_context=ssl_context,
+        uid=arbiter.uid,
+        gid=arbiter.gid,
+        proc_title=proctitle.worker_title_base(arbiter.proc_name),
+        unblock_signals=arbiter.SIGNALS,
+        multiprocess=arbiter.num_workers > 1,
+        preloaded_app=arbiter.preloaded_app,
+        board=arbiter.board,
+        board_slot=worker.board_slot,
     )
+    return int(import_entry(WORKER_ENTRY)(start))
 
 
 def run_child(arbiter: Arbiter, worker: WorkerRecord) -> None:

@@ -100,7 +100,10 @@ def request_environ(base: dict[str, Any], request: Request, root_path: str) -> d
     path, query = split_target(target)
     if path.find(b"%") >= 0:
         path = unquote_to_bytes(path)
-    path_info = path.decode("latin-1")
+    # OPTIONS * asks about the server, not a resource: no path. PATH_INFO is
+    # empty or starts with "/" (CGI, PEP 3333; wsgiref.validate checks it);
+    # RAW_URI and REQUEST_URI still say "*".
+    path_info = path.decode("latin-1") if path != b"*" else ""
     if root_path and (path_info == root_path or path_info.startswith(root_path + "/")):
         path_info = path_info[len(root_path) :]
     environ["REQUEST_METHOD"] = request.method

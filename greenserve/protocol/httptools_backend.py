@@ -2,9 +2,17 @@
 
 llhttp rejects bare CR/LF, NUL and control characters, obs-fold, spaces
 before the colon and malformed lengths by itself; what it leaves open
-(HTTP/1.1 without Host, HTTP/1.0 with Transfer-Encoding, codings other than
-chunked, target forms, limits) is decided by
+(HTTP/1.1 without Host, HTTP/1.0 with Transfer-Encoding, transfer codings,
+methods, target forms, limits) is decided by
 :func:`~greenserve.protocol.rules.finish_head`, exactly as for h11.
+
+llhttp also refuses some heads that are valid, or that the rules answer
+otherwise: methods outside its fixed list (``BASELINE-CONTROL``, or ``FOO``
+which deserves 501, not 400), versions it does not know (``HTTP/1.2`` is
+processed as HTTP/1.1), a tab after ``chunked``. So every head llhttp
+refuses is handed to the reference parser (h11), and its answer is the
+answer: refused heads are rare, and the two backends then agree by
+construction. A head that llhttp accepts goes straight to the rules.
 
 llhttp only ever sees one complete head at a time; bodies are framed by
 :class:`~greenserve.protocol.parser.RequestParser`. After a head with a body
@@ -19,85 +27,75 @@ This is the only module that imports httptools.
 
 from __future__ import annotations
 
-import re
+from typing import TYPE_CHECKING
 
 import httptools
-from zope.interface import implementer
 
 from greenserve.errors import ProtocolError
-from greenserve.interfaces import IHeadParser
 from greenserve.protocol.events import Limits, Request
-from greenserve.protocol.rules import check_raw_head, finish_head
+from greenserve.protocol.rules import finish_head
+
+if TYPE_CHECKING:
+    from greenserve.protocol.h11_backend import H11HeadParser
 
 _HttpParserError = httptools.HttpParserError
 _HttpParserCallbackError = httptools.HttpParserCallbackError
 _HttpParserUpgrade = httptools.HttpParserUpgrade
-_HttpParserInvalidMethodError = httptools.HttpParserInvalidMethodError
-_HttpParserInvalidURLError = httptools.HttpParserInvalidURLError
-_UPPER_TOKEN = re.compile(rb"[A-Z0-9!#$%&'*+.^_`|~-]+")
 
 
-def _translate(exc: Exception, head: bytes) -> ProtocolError:
-    """llhttp's exception for a bad request, as the answer the client gets."""
-    if isinstance(exc, _HttpParserCallbackError):
-        cause = exc.__context__
-        if isinstance(cause, ProtocolError):
-            return cause
-        return ProtocolError(400, f"invalid request ({cause!r})")  # pragma: no cover
-    if isinstance(exc, _HttpParserInvalidMethodError):
-        check_raw_head(head, True)  # what llhttp stopped before seeing decides first
-        method = head.split(b" ", 1)[0]
-        if _UPPER_TOKEN.fullmatch(method):
-            # A well-formed method llhttp does not know: RFC 9110 15.6.2.
-            return ProtocolError(501, f"method {method[:20].decode()} is not implemented")
-        return ProtocolError(400, "invalid request method")
-    if isinstance(exc, _HttpParserInvalidURLError):
-        return ProtocolError(400, "invalid request target")
-    reason = str(exc)
-    if reason == "Invalid HTTP version":
-        return ProtocolError(505, "invalid HTTP version")
-    return ProtocolError(400, reason or "invalid request")
-
-
-@implementer(IHeadParser)
 class HttptoolsHeadParser:
     """See :class:`greenserve.protocol.parser.HeadParser`."""
 
     name = "httptools"
 
-    __slots__ = ("_complete", "_headers", "_parser", "_request", "_url", "limits")
+    __slots__ = ("_complete", "_head", "_headers", "_parser", "_reference", "_request", "_url", "limits")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._parser = httptools.HttpRequestParser(self)
+        self._head = b""
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._request: Request | None = None
         self._complete = True
+        #: The h11 parser that answers for the heads llhttp refuses (made on first use).
+        self._reference: H11HeadParser | None = None
 
     def parse(self, head: bytes) -> Request:
         if not self._complete:
             self._parser = httptools.HttpRequestParser(self)
         self._complete = False
         self._request = None
+        self._head = head
         self._url = b""
         self._headers = []
         try:
             self._parser.feed_data(head)
         except _HttpParserUpgrade:
-            self._complete = False  # llhttp stops after an upgrade request
-        except _HttpParserError as exc:
-            self._complete = False
-            raise _translate(exc, head) from None
+            self._complete = False  # llhttp stops after an upgrade request (a fresh one next time)
+        except _HttpParserCallbackError as exc:
+            cause = exc.__context__  # what finish_head raised
+            if isinstance(cause, ProtocolError):
+                raise cause from None
+            raise ProtocolError(400, f"invalid request ({cause!r})") from None  # pragma: no cover
+        except _HttpParserError:
+            return self._refer(head)
         request = self._request
-        if request is not None and head.count(b" ", 0, head.find(b"\r\n")) != 2:
-            raise ProtocolError(400, "malformed request line (one space between its three parts)")
         if request is None:
-            self._complete = False
-            if head.startswith(b"PRI * HTTP/2"):  # llhttp waits for the rest of the preface
-                raise ProtocolError(505, "HTTP/2 connection preface on an HTTP/1.1 port")
-            raise ProtocolError(400, "incomplete request head")  # pragma: no cover
+            # on_headers_complete declined the request line, or llhttp waits
+            # for more (after "PRI * HTTP/2.0", the rest of the HTTP/2 preface).
+            return self._refer(head)
         return request
+
+    def _refer(self, head: bytes) -> Request:
+        """The reference parser's answer for a head llhttp refused or left unfinished."""
+        self._complete = False  # llhttp's state is unknown: a fresh parser next time
+        reference = self._reference
+        if reference is None:
+            from greenserve.protocol.h11_backend import H11HeadParser
+
+            reference = self._reference = H11HeadParser(self.limits)
+        return reference.parse(head)
 
     # -- llhttp callbacks ----------------------------------------------------
 
@@ -110,6 +108,11 @@ class HttptoolsHeadParser:
         self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
+        head = self._head
+        if head.count(b" ", 0, head.find(b"\r\n")) != 2:
+            # llhttp tolerates runs of spaces in the request line; RFC 9112 3
+            # has exactly one between the three parts. Left to the reference.
+            return
         parser = self._parser
         self._request = finish_head(
             parser.get_method().decode("ascii"),

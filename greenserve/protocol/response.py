@@ -4,9 +4,9 @@ Every rule about response headers lives here: status lines must be
 ``NNN reason`` with no control characters; header names must be tokens;
 values must not contain CR, LF or NUL (no header injection); framing headers
 (``Connection``, ``Keep-Alive``, ``Transfer-Encoding``) belong to the server;
-1xx statuses cannot be final; 204 and 304 carry no body, nor does a HEAD
-response. A violation raises :class:`ResponseError`, which the worker turns
-into a 500 and one log line.
+1xx statuses cannot be final. A violation raises :class:`ResponseError`,
+which the worker turns into a 500 and one log line. Which responses carry a
+body, and how it is framed, is decided by :mod:`greenserve.protocol.exchange`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ _SERVER_MANAGED = frozenset(("connection", "keep-alive", "transfer-encoding", "p
 _NAME_CACHE: dict[str, int] = {}
 _STATUS_CACHE: dict[str, tuple[int, bytes]] = {}
 _HEAD_CACHE: dict[tuple, tuple[bytes, int | None, bool, bool, bool]] = {}
+#: Bound on each cache: keys come from applications, never from clients, but stay bounded anyway.
 _CACHE_LIMIT = 1024
 
 _KIND_PLAIN = 0
@@ -64,8 +65,7 @@ def _name_kind(name: str) -> int:
         kind = _KIND_SERVER
     else:
         kind = _KIND_PLAIN
-    if len(_NAME_CACHE) < _CACHE_LIMIT:
-        _NAME_CACHE[name] = kind
+    _remember(_NAME_CACHE, name, kind)
     return kind
 
 
@@ -87,8 +87,7 @@ def parse_status(status: str) -> tuple[int, bytes]:
     except UnicodeEncodeError:
         raise ResponseError(f"status {status!r} is not latin-1") from None
     result = (code, line)
-    if len(_STATUS_CACHE) < _CACHE_LIMIT:
-        _STATUS_CACHE[status] = result
+    _remember(_STATUS_CACHE, status, result)
     return result
 
 
@@ -112,30 +111,19 @@ class Head:
         #: The application's headers, as given (for the access log): str pairs, or
         #: byte pairs from an ASGI application.
         self.headers: Any = headers
-        # Applications send the same header lists again and again: validate each once.
-        key: tuple | None
-        try:
-            key = tuple(headers)
-            checked = _HEAD_CACHE.get(key)
-        except TypeError:  # unhashable items: validation says what is wrong with them
-            key = checked = None
-        if checked is None:
-            checked = _check_headers(headers)
-            if key is not None:
-                if len(_HEAD_CACHE) >= _CACHE_LIMIT:
-                    _HEAD_CACHE.clear()
-                _HEAD_CACHE[key] = checked
         #: The serialised application headers, ``Content-Length`` and hop-by-hop ones excepted.
         self.block: bytes
-        #: The application's Content-Length, if it gave one.
+        #: The application's Content-Length, if it gave one (the exchange decides whether it is sent).
         self.content_length: int | None
         #: The application asked to close the connection (``Connection: close``).
         self.close: bool
         self.has_date: bool
         self.has_server: bool
+        try:  # applications send the same header lists again and again: checked once each
+            checked = _HEAD_CACHE[tuple(headers)]
+        except (KeyError, TypeError):
+            checked = _checked(headers, _check_headers)
         self.block, self.content_length, self.close, self.has_date, self.has_server = checked
-        if self.code == 204:
-            self.content_length = None
 
     @classmethod
     def from_asgi(cls, code: int, headers: Iterable[tuple[bytes, bytes]]) -> Head:
@@ -145,31 +133,51 @@ class Head:
         (once per distinct list, as for WSGI).
         """
         head = cls.__new__(cls)
-        status = _ASGI_STATUS.get(code) if code.__class__ is int else None
+        status = _ASGI_STATUS.get(code)  # any hashable: a str or a float is simply not found
         head.code, head.status_line = _asgi_status(code) if status is None else status
+        if not isinstance(headers, (list, tuple)):
+            headers = list(headers)  # any iterable: read it once
         head.headers = headers
-        key: tuple | None
-        try:
-            key = tuple(headers)
-            checked = _HEAD_CACHE.get(key)
-        except TypeError:
-            key = checked = None
-        if checked is None:
-            try:
-                text = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
-            except (AttributeError, TypeError, ValueError):
-                raise ResponseError(
-                    f"ASGI headers must be (bytes, bytes) pairs, got {headers!r:.200}"
-                ) from None
-            checked = _check_headers(text)
-            if key is not None:
-                if len(_HEAD_CACHE) >= _CACHE_LIMIT:
-                    _HEAD_CACHE.clear()
-                _HEAD_CACHE[key] = checked
+        try:  # as in __init__
+            checked = _HEAD_CACHE[tuple(headers)]
+        except (KeyError, TypeError):
+            checked = _checked(headers, _check_asgi_headers)
         head.block, head.content_length, head.close, head.has_date, head.has_server = checked
-        if code == 204:
-            head.content_length = None
         return head
+
+
+_Checked = tuple[bytes, int | None, bool, bool, bool]
+
+
+def _remember(cache: dict, key: Any, value: Any) -> None:
+    """Cache ``value`` under ``key`` while the cache is below its bound (clients cannot grow it)."""
+    if len(cache) < _CACHE_LIMIT:
+        cache[key] = value
+
+
+def _checked(headers: Any, check: Any) -> _Checked:
+    """``check(headers)``, once per distinct header list: applications send the same lists again and again."""
+    key: tuple | None
+    try:
+        key = tuple(headers)
+        checked = _HEAD_CACHE.get(key)
+    except TypeError:  # unhashable items: validation says what is wrong with them
+        key = checked = None
+    if checked is None:
+        checked = check(headers)
+        if key is not None:
+            if len(_HEAD_CACHE) >= _CACHE_LIMIT:
+                _HEAD_CACHE.clear()  # a new set of lists (a deploy, a cache-busting app): start over
+            _HEAD_CACHE[key] = checked
+    return checked
+
+
+def _check_asgi_headers(headers: Iterable[tuple[bytes, bytes]]) -> _Checked:
+    try:
+        text = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+    except (AttributeError, TypeError, ValueError):
+        raise ResponseError(f"ASGI headers must be (bytes, bytes) pairs, got {headers!r:.200}") from None
+    return _check_headers(text)
 
 
 #: ASGI status code -> (code, status line), for the codes already seen.
@@ -177,13 +185,12 @@ _ASGI_STATUS: dict[int, tuple[int, bytes]] = {}
 
 
 def _asgi_status(code: int) -> tuple[int, bytes]:
-    if code.__class__ is not int:
-        raise ResponseError(f"ASGI status {code!r} is not an int")
+    if not isinstance(code, int) or isinstance(code, bool):  # HTTPStatus is an int: welcome
+        raise ResponseError(f"ASGI: invalid http.response.start: status {code!r} is not an int")
     if not 200 <= code <= 999:
         raise ResponseError(f"status {code} cannot be a final response")
-    status = parse_status(status_text(code))
-    if len(_ASGI_STATUS) < _CACHE_LIMIT:
-        _ASGI_STATUS[code] = status
+    status = parse_status(status_text(int(code)))
+    _remember(_ASGI_STATUS, int(code), status)
     return status
 
 
@@ -265,14 +272,8 @@ def status_text(code: int) -> str:
     text = _STATUS_TEXT.get(code)
     if text is None:
         text = f"{code} {reason_phrase(code)}"
-        if len(_STATUS_TEXT) < _CACHE_LIMIT:
-            _STATUS_TEXT[code] = text
+        _remember(_STATUS_TEXT, code, text)
     return text
-
-
-def has_body(method: str, code: int) -> bool:
-    """Whether a response to ``method`` with status ``code`` carries a body."""
-    return method != "HEAD" and code not in {204, 304}
 
 
 def serialize(

@@ -1,11 +1,16 @@
 """HTTP/1.1 request rules that do not depend on the parsing library.
 
-Both backends hand the parsed request line and field lines to
-:func:`finish_head`, which makes every framing and routing decision once:
-versions, request-target forms, ``Host``, ``Content-Length`` versus
-``Transfer-Encoding`` (request smuggling), limits and keep-alive. A request
-that breaks a rule raises :class:`ProtocolError` and never reaches the
-application.
+Both backends check the grammar of a head (method and field names are
+tokens, values are field-content, CRLF line ends) and hand the request line
+and field lines to :func:`finish_head`, which makes every other decision
+once: versions, methods, request-target forms, ``Host``, ``Content-Length``
+versus ``Transfer-Encoding`` (request smuggling), transfer codings, limits
+and keep-alive. A request that breaks a rule raises :class:`ProtocolError`
+and never reaches the application.
+
+What is malformed gets 400; what is well-formed but beyond this server gets
+501 (a method or transfer coding it does not implement, RFC 9110 9.1 and
+RFC 9112 6.1) or 505 (a major HTTP version other than 1).
 """
 
 from __future__ import annotations
@@ -33,6 +38,77 @@ _SPECIAL = {
 
 #: 18 digits: below 2**63, the largest length either parser can represent.
 _MAX_LENGTH_DIGITS = 18
+
+#: The methods passed to the application. Methods are case-sensitive tokens
+#: (RFC 9110 9.1): ``get`` is not ``GET``. These are the IANA HTTP Method
+#: Registry (RFC 9110 16.1, RFC 7237, RFC 9113's PRI) and the others llhttp
+#: recognises (PURGE, SOURCE, QUERY and the UPnP ones). Any other token is a
+#: method this server does not recognise: 501 (RFC 9110 15.6.2).
+METHODS: frozenset[str] = frozenset(
+    {
+        # RFC 9110
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "DELETE",
+        "CONNECT",
+        "OPTIONS",
+        "TRACE",
+        # RFC 5789, RFC 9113 3.4
+        "PATCH",
+        "PRI",
+        # WebDAV and its extensions (RFC 7237's registrations)
+        "ACL",
+        "BASELINE-CONTROL",
+        "BIND",
+        "CHECKIN",
+        "CHECKOUT",
+        "COPY",
+        "LABEL",
+        "LINK",
+        "LOCK",
+        "MERGE",
+        "MKACTIVITY",
+        "MKCALENDAR",
+        "MKCOL",
+        "MKREDIRECTREF",
+        "MKWORKSPACE",
+        "MOVE",
+        "ORDERPATCH",
+        "PROPFIND",
+        "PROPPATCH",
+        "REBIND",
+        "REPORT",
+        "SEARCH",
+        "UNBIND",
+        "UNCHECKOUT",
+        "UNLINK",
+        "UNLOCK",
+        "UPDATE",
+        "UPDATEREDIRECTREF",
+        "VERSION-CONTROL",
+        # not registered, but recognised by llhttp and used in the wild
+        "QUERY",
+        "PURGE",
+        "SOURCE",
+        "M-SEARCH",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "UNSUBSCRIBE",
+    }
+)
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED_STRING = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+#: One element of a Transfer-Encoding list: ``token *( OWS ";" OWS transfer-parameter )``
+#: with ``transfer-parameter = token BWS "=" BWS ( token / quoted-string )`` (RFC 9112 6.1,
+#: RFC 9110 10.1.4). Group 1 is the coding's name, group 2 its parameters.
+_TRANSFER_CODING = re.compile(
+    rb"(%s)((?:[ \t]*;[ \t]*%s[ \t]*=[ \t]*(?:%s|%s))*)" % (_TOKEN, _TOKEN, _TOKEN, _QUOTED_STRING)
+)
+#: The comma between two list elements, with its OWS (RFC 9110 5.6.1).
+_LIST_COMMA = re.compile(rb"[ \t]*,[ \t]*")
 
 
 #: C0 controls and DEL, except HTAB, CR and LF (checked separately): never valid in a head.
@@ -89,7 +165,73 @@ def check_target(method: str, target: bytes) -> None:
 
 
 def _tokens(value: bytes) -> list[bytes]:
-    return [token.strip().lower() for token in value.split(b",")]
+    """A list of tokens (Connection), lower-cased, without the OWS around each element."""
+    return [token.strip(b" \t").lower() for token in value.split(b",")]
+
+
+def check_version(version: str) -> str:
+    """The version a request is processed as (``"1.1"`` or ``"1.0"``), from its ``"X.Y"``.
+
+    The backends only pass ``DIGIT "." DIGIT`` here: anything else in the
+    request line is malformed (400) before this is called.
+    """
+    if version in {"1.1", "1.0"}:
+        return version
+    if version[:2] == "1.":
+        # A later minor version of HTTP/1 is compatible by design: process it
+        # as the highest minor version this server conforms to (RFC 9110 2.5).
+        return "1.1"
+    if version == "0.9":
+        # An HTTP/0.9 request has no version in its request line: one that
+        # claims "HTTP/0.9" is not any version's syntax.
+        raise ProtocolError(400, "request line with an HTTP/0.9 version")
+    # A well-formed version of another major version (HTTP/2.0 or the HTTP/2
+    # preface, HTTP/3.0): this server speaks HTTP/1 only (RFC 9110 15.6.6).
+    raise ProtocolError(505, f"HTTP version {version} is not supported")
+
+
+def check_transfer_encoding(values: list[bytes]) -> None:
+    """Return when the Transfer-Encoding ``values`` (one per field line) frame a chunked body.
+
+    Otherwise raise: 400 when the list is malformed or when chunked is not
+    the final coding, applied once and without parameters; 501 for a
+    well-formed list that puts a coding this server does not decode (gzip,
+    ...) under the final chunked.
+    """
+    if len(values) == 1 and values[0].lower() == b"chunked":
+        return  # by far the most common value
+    codings: list[tuple[bytes, bytes]] = []  # (name, parameters)
+    for value in values:
+        pos = 0
+        while True:
+            match = _TRANSFER_CODING.match(value, pos)
+            if match is None:
+                # Includes empty list elements (", chunked", "chunked,"). RFC 9110
+                # 5.6.1 asks recipients to ignore a few of those in lists, but a
+                # framing field is where two parsers must not disagree: refused.
+                raise ProtocolError(400, f"malformed Transfer-Encoding {value[:60]!r}")
+            codings.append((match[1].lower(), match[2]))
+            pos = match.end()
+            if pos == len(value):
+                break
+            comma = _LIST_COMMA.match(value, pos)
+            if comma is None:
+                raise ProtocolError(400, f"malformed Transfer-Encoding {value[:60]!r}")
+            pos = comma.end()
+    name, parameters = codings[-1]
+    if name != b"chunked":
+        # Then the body's length cannot be determined: RFC 9112 6.3 says a
+        # server MUST answer 400 and close, which takes precedence over 6.1's
+        # SHOULD answer 501 for a coding it does not understand.
+        raise ProtocolError(400, "chunked is not the final transfer coding")
+    if parameters:
+        # chunked defines no parameters; another parser may not see 'chunked' here.
+        raise ProtocolError(400, "parameters on the chunked transfer coding")
+    if any(coding == b"chunked" for coding, _ in codings[:-1]):
+        raise ProtocolError(400, "chunked applied more than once (RFC 9112 6.1)")
+    # The body's framing is known, but not how to decode what it frames.
+    unknown = codings[0][0].decode("ascii")
+    raise ProtocolError(501, f"transfer coding {unknown[:40]!r} is not implemented")
 
 
 def finish_head(
@@ -99,11 +241,15 @@ def finish_head(
     headers: list[tuple[bytes, bytes]],
     limits: Limits,
 ) -> Request:
-    """Validate a parsed head and decide its framing. Raises ProtocolError."""
+    """Validate a parsed head and decide its framing. Raises ProtocolError.
+
+    ``method`` is a token, ``version`` is ``"X.Y"`` and field values have no
+    leading or trailing whitespace: the backends guarantee that much. The
+    checks run in one order for both backends, so a head that breaks several
+    rules gets the same answer whichever parser read it.
+    """
     if version not in {"1.1", "1.0"}:
-        if version == "0.9":
-            raise ProtocolError(400, "request line without an HTTP version")
-        raise ProtocolError(505, f"HTTP version {version} is not supported")
+        version = check_version(version)  # first: the rest is read as this version
     if len(method) + len(target) + 10 > limits.request_line:
         raise ProtocolError(414, "request line too long")
     if method == "CONNECT":
@@ -137,7 +283,7 @@ def finish_head(
         elif kind == _TRANSFER_ENCODING:
             if transfer_encoding is None:
                 transfer_encoding = []
-            transfer_encoding += _tokens(value)
+            transfer_encoding.append(value)
         elif kind == _CONNECTION:
             connection += _tokens(value)
         elif kind == _EXPECT:
@@ -153,13 +299,17 @@ def finish_head(
     chunked = False
     if transfer_encoding is not None:
         if version == "1.0":
+            # RFC 9112 6.1: the framing of such a message is faulty.
             raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
         if content_length is not None:
+            # RFC 9112 6.3: "ought to be handled as an error": the smuggling classic.
             raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
-        if transfer_encoding != [b"chunked"]:
-            raise ProtocolError(400, "unsupported Transfer-Encoding (only 'chunked' is accepted)")
+        check_transfer_encoding(transfer_encoding)
         chunked = True
-    elif content_length and limits.body_size and content_length > limits.body_size:
+    # After every 400: a malformed request is malformed whatever its method.
+    if method not in METHODS:
+        raise ProtocolError(501, f"method {method[:40]!r} is not implemented")
+    if not chunked and content_length and limits.body_size and content_length > limits.body_size:
         raise ProtocolError(413, f"body of {content_length} bytes exceeds {limits.body_size}")
 
     if version == "1.1":

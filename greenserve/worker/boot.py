@@ -1,9 +1,11 @@
 """A worker's life: patch with gevent, load the application, serve, drain.
 
-The same code runs in a forked worker and in single-process mode (and so on
-Windows). gevent patches the standard library first, before the application
-is imported, so everything the application imports gets cooperative sockets,
-ssl, locks and ``time.sleep``.
+The same code runs in a forked worker (after greenserve/worker/entry.py) and
+in single-process mode (and so on Windows). gevent patches the standard
+library first, before the application is imported, so everything the
+application imports gets cooperative sockets, ssl, locks and ``time.sleep``.
+Importing gevent itself patches nothing, so this module imports it at once;
+the master never imports this module.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from greenserve import compat, hooks
+import gevent
+from gevent import monkey
+
+from greenserve import compat, hooks, proctitle
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -27,7 +32,7 @@ from greenserve.errors import (
     BootError,
 )
 from greenserve.sockets import Listener
-from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, WorkerLink
+from greenserve.workerlink import MSG_ERROR, MSG_READY, MSG_RETIRE, LoadBoard, WorkerLink
 
 log = logging.getLogger("greenserve.error")
 
@@ -38,8 +43,6 @@ _GC_THRESHOLDS_AT_START = gc.get_threshold()
 
 def patch() -> None:
     """``gevent.monkey.patch_all()``, once per process."""
-    from gevent import monkey
-
     if not monkey.is_module_patched("socket"):
         monkey.patch_all()
 
@@ -104,9 +107,6 @@ def before_dropping_privileges(config: Config) -> Any:
     first; the application is imported after the drop.
     """
     patch()
-    import gevent
-
-    import greenserve.importer  # what loads the application, after the drop
     import greenserve.worker.accesslog
     import greenserve.worker.server  # noqa: F401
     from greenserve.protocol.parser import head_parser_class
@@ -123,13 +123,17 @@ def build_server(
     *,
     multiprocess: bool,
     ssl_context: Any = None,
+    board: LoadBoard | None = None,
+    board_slot: int = -1,
 ) -> Any:
+    from greenserve.logs import wants_access_fields
     from greenserve.worker.accesslog import AccessLog
     from greenserve.worker.server import WorkerServer
 
     if ssl_context is None:
         ssl_context = load_tls(config)
-    access = AccessLog(config.access_logformat) if config.access_log else None
+    fields = wants_access_fields(config)  # JSON lines or --log-config: records carry the fields
+    access = AccessLog(config.access_logformat, fields=fields) if config.access_log else None
     return WorkerServer(
         config,
         app,
@@ -137,6 +141,8 @@ def build_server(
         multiprocess=multiprocess,
         access_log=access,
         ssl_context=ssl_context,
+        board=board,
+        board_slot=board_slot,
     )
 
 
@@ -165,8 +171,6 @@ class _Controller:
         self.max_requests = getattr(worker, "max_requests", 0) if link is not None else 0
 
     def graceful(self, signum: int | None = None) -> None:
-        import gevent
-
         if self.draining:
             if self.link is not None and signum == signal.SIGTERM:
                 # systemd (KillMode=control-group), dumb-init and `kill -TERM -PGID`
@@ -176,7 +180,7 @@ class _Controller:
             self.quick(signum)
             return
         self.draining = True
-        busy = sum(1 for conn in self.server.connections if not conn.idle)
+        busy = self.server.busy_connections()
         name = signal.Signals(signum).name if signum else "stop"
         log.info(
             "Worker %d: %s: graceful shutdown, waiting up to %g s for %d connection(s) in progress",
@@ -191,8 +195,6 @@ class _Controller:
         gevent.spawn(self.server.shutdown, self.config.graceful_timeout)
 
     def quick(self, signum: int | None = None) -> None:
-        import gevent
-
         name = signal.Signals(signum).name if signum else "stop"
         log.info("Worker %d: %s: quick shutdown", os.getpid(), name)
         self.draining = True
@@ -212,8 +214,6 @@ class _Controller:
         if hasattr(signal, "SIGQUIT"):
             quick.append(signal.SIGQUIT)
         if compat.POSIX:
-            import gevent
-
             from greenserve import logs
 
             for signum in graceful:
@@ -226,8 +226,6 @@ class _Controller:
             # Not through the hub: when --timeout fires, the hub is what is stuck.
             signal.signal(signal.SIGABRT, _dump_and_exit)
             return
-        import gevent  # pragma: no cover - exercised by the Windows CI job
-
         hub = gevent.get_hub()  # pragma: no cover
 
         def deliver(callback: Callable[[int], None]) -> Callable[[int, Any], None]:  # pragma: no cover
@@ -241,13 +239,14 @@ class _Controller:
 
     def supervise(self) -> None:
         """Greenlet: heartbeats, master liveness, --max-requests."""
-        import gevent
-
         link = self.link
         assert link is not None
         interval = max(0.05, min(1.0, self.config.timeout / 4)) if self.config.timeout else 1.0
+        title = proctitle.worker_title  # ps shows idle / busy N/M: rewritten when it changes
         while True:
             link.beat()
+            if title is not None:
+                title.update(self.server.busy_connections(), self.draining)
             if self.master_pid and os.getppid() != self.master_pid and not self.draining:
                 log.warning("Worker %d: the master went away; shutting down", os.getpid())
                 self.graceful(None)
@@ -356,6 +355,9 @@ def run(
     master_pid: int | None = None,
     on_ready: Callable[[Any], None] | None = None,
     ssl_context: Any = None,
+    board: LoadBoard | None = None,
+    board_slot: int = -1,
+    sole_listener: bool = False,
 ) -> int:
     """Patch, load, serve until a stop signal; returns the process exit code.
 
@@ -371,8 +373,17 @@ def run(
         if app is None:
             app = load_application(config)
         app, lifespan = prepare_asgi(config, app)
-        server = build_server(config, app, listeners, multiprocess=multiprocess, ssl_context=ssl_context)
+        server = build_server(
+            config,
+            app,
+            listeners,
+            multiprocess=multiprocess,
+            ssl_context=ssl_context,
+            board=board,
+            board_slot=board_slot,
+        )
         server.worker = worker
+        server.sole_listener = sole_listener
         controller = _Controller(server, config, link, worker, master_pid)
         controller.install()
         hooks.notify(hooks.PostWorkerInit(worker))
@@ -398,8 +409,6 @@ def run(
         config.worker_connections,
     )
     if link is not None:
-        import gevent
-
         link.beat()  # fresh before the master starts checking (loading the app may have been slow)
         link.send(MSG_READY)
         gevent.spawn(controller.supervise)

@@ -1,15 +1,40 @@
 """One client connection, served by one greenlet: recv -> parser -> app -> sendall.
 
-Keep-alive, pipelining (requests answered strictly in order, the parser never
-reads more than one socket buffer ahead), the client timeouts, draining of
-unread bodies, and a lingering close so a client that is still sending gets
-to read the error it was sent.
+The greenlet moves bytes and waits; what the bytes mean is decided by the
+sans-IO protocol layer: :class:`~greenserve.protocol.parser.RequestParser`
+turns what the client sends into requests, and
+:class:`~greenserve.protocol.exchange.Exchange` turns what the application
+sends into bytes and says, after each response, whether the connection stays
+open, must first discard an unread body, or closes.
+
+A connection can also leave HTTP/1.1 (see docs/design.md, "One connection,
+several protocols"):
+
+- from its first bytes: a *preface* registered on the server (PROXY protocol,
+  HTTP/2 prior knowledge) recognises them and either consumes a preamble and
+  gives the rest back to HTTP/1.1, or takes the connection over;
+- after a request head: an ``Upgrade`` (WebSocket) answered by the application,
+  which then owns the socket through :meth:`Connection.take_over`.
+
+Either way the connection stays in the server's pool, under its limits,
+deadlines and graceful shutdown, until the protocol that holds it returns.
 
 Timeouts are deadlines, not socket timeouts: before each wait on the client
-the connection records when the wait must end, and the server's reaper
-(:meth:`WorkerServer._reap`) interrupts waits that overrun. A gevent socket
-timeout arms and cancels a timer on every wait, which costs more than
-parsing the request; a deadline is one attribute.
+the connection records when the wait must end (:meth:`Connection.wait_on_client`),
+and the server's reaper (:meth:`WorkerServer._reap`) interrupts waits that
+overrun. A gevent socket timeout arms and cancels a timer on every wait, which
+costs more than parsing the request; a deadline is one attribute.
+
+Who writes which field (everything runs in the worker's one hub thread):
+
+- the connection's own greenlet: everything, unless listed below;
+- the reaper (hub callbacks): ``deadline`` (cleared when it expires a wait),
+  ``parked`` and ``greenlet`` (parking, unparking);
+- the server (pool full, graceful shutdown): ``deadline`` (shortened when
+  draining), ``waiting`` (cleared when it evicts the connection);
+- ``wsgi.input`` (:class:`~greenserve.worker.input.Input`), in the greenlet: ``body_error``;
+- the ASGI bridge, in the greenlet or a watcher greenlet: nothing; it calls
+  :meth:`sendall`, :meth:`take_over` and :meth:`wait_for_eof`.
 """
 
 from __future__ import annotations
@@ -17,18 +42,21 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from time import monotonic, perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gevent import GreenletExit
 from gevent.socket import wait_write
 
 from greenserve import hooks
 from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyError, RequestTimeout
+from greenserve.logs import escape, request_summary
 from greenserve.protocol.environ import request_environ
 from greenserve.protocol.events import END, Request
+from greenserve.protocol.exchange import CLOSE_LINGER, DRAIN, KEEP_ALIVE, SWITCHED, Exchange
 from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_headers
-from greenserve.protocol.response import CONTINUE, error_response
+from greenserve.protocol.response import ResponseError
 from greenserve.worker.input import EMPTY_INPUT, EmptyInput, Input
 from greenserve.worker.wsgi import WSGIResponse
 
@@ -37,13 +65,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("greenserve.error")
 
+T = TypeVar("T")
+
 RECV_SIZE = 64 * 1024
 #: Unread request body the server reads and discards to keep a connection alive.
 DRAIN_LIMIT = 64 * 1024
 #: After an error with unread input: how long and how much to read before closing.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 256 * 1024
-_SENDFILE_CHUNK = 1024 * 1024
+#: sendfile(2) hands the kernel at most this much at once (one wait per chunk when the socket is full).
+SENDFILE_CHUNK = 1024 * 1024
+
+# What the connection's greenlet waits for (``Connection.waiting``): the server may
+# close a connection that waits for its client to make room, or when it stops.
+#: Not waiting for the client: the application runs, or a response is being written.
+BUSY = 0
+#: The first byte of a request (the first one, or the next on a keep-alive connection).
+WAIT_REQUEST = 1
+#: The rest of a request head that has started, or the TLS handshake.
+WAIT_HEAD = 2
 
 
 class ClientTimeout(TimeoutError):
@@ -61,15 +101,13 @@ class Connection:
     TLS = False
 
     __slots__ = (
-        "asgi_scope",
         "base",
         "body",
         "body_error",
         "deadline",
         "events",
+        "exchange",
         "greenlet",
-        "idle",
-        "idle_since",
         "linger",
         "parked",
         "parser",
@@ -77,10 +115,12 @@ class Connection:
         "raw_send",
         "remote",
         "request_deadline",
-        "response",
+        "requests",
         "server",
         "server_name",
         "sock",
+        "waiting",
+        "waiting_since",
     )
 
     def __init__(
@@ -95,25 +135,24 @@ class Connection:
         self.sock = sock
         #: The listener's constant environ entries (shared, never modified).
         self.base = base
-        #: REMOTE_ADDR and REMOTE_PORT.
+        #: REMOTE_ADDR and REMOTE_PORT ("" for a Unix socket peer).
         self.remote = remote
         #: SERVER_NAME when the listener is a wildcard (0.0.0.0): the local address.
         self.server_name: str | None = None
-        #: The ASGI scope entries that are the same for every request on this
-        #: connection (made by the ASGI bridge on the first one).
-        self.asgi_scope: dict[str, Any] | None = None
         #: An io watcher that restarts the connection when its client speaks again.
         self.parked: Any = None
-        self.idle_since = 0.0
         #: The proxy policy when the peer is a trusted proxy (its forwarded headers apply).
         self.proxy = proxy
         self.parser = server.new_parser()
         self.events = self.parser.events
-        #: Waiting for the first byte of a new request: may be closed to make room.
-        self.idle = False
+        self.exchange = Exchange(server.exchange_settings)
+        #: What the greenlet waits for (BUSY, WAIT_REQUEST, WAIT_HEAD) and since when.
+        self.waiting = BUSY
+        self.waiting_since = 0.0
+        #: Requests served on this connection so far.
+        self.requests = 0
         self.linger = False
         self.body_error: ProtocolError | None = None
-        self.response: WSGIResponse | None = None
         #: The current request's wsgi.input.
         self.body: Input | EmptyInput = EMPTY_INPUT
         #: When the current wait on the client must end (monotonic); 0: not waiting.
@@ -139,6 +178,7 @@ class Connection:
         except Exception:
             log.exception("unexpected error on a connection")
         self.deadline = 0.0
+        self.waiting = BUSY
         self.close()
         self.server.connection_done(self)
 
@@ -150,24 +190,26 @@ class Connection:
         except OSError:  # pragma: no cover
             pass
 
-    def close_idle(self) -> None:
-        """End an idle connection: wake its wait with EOF, or drop it if parked.
+    def close_waiting(self) -> bool:
+        """End a connection that waits for its client (pool full, shutdown).
 
-        Unless the client's next request has already arrived (it raced with
-        this close): closing a socket with unread bytes resets it, and the
-        client would lose that request. The connection's greenlet serves it
-        instead (a parked one: the greenlet its watcher starts), with
-        ``Connection: close`` when the server is stopping.
+        ``False`` when the client's next request has already arrived (it raced
+        with this close): closing a socket with unread bytes resets it and the
+        client would lose that request, so the connection's greenlet serves it
+        instead (a parked one: the greenlet its watcher starts). A connection
+        in the middle of a head (or a TLS handshake) is closed whatever waits.
         """
-        if self._request_waiting():
-            return
+        if self.waiting == WAIT_REQUEST and self._request_waiting():
+            return False
+        self.waiting = BUSY  # not a candidate any more: its slot frees when it ends
         if self.parked is not None:
             self._drop_parked()
-            return
+            return True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        return True
 
     def _request_waiting(self) -> bool:
         """Bytes from the client wait in the socket (peeked, not read: never blocks)."""
@@ -189,23 +231,54 @@ class Connection:
         elif self.greenlet is not None:
             self.greenlet.throw(ClientTimeout("the client took too long"))
 
+    def wait_on_client(self, timeout: float, wait: Callable[..., T], *args: Any) -> T:
+        """``wait(*args)``, which waits on the client: it must end within ``timeout`` seconds.
+
+        The deadline protocol in one place: set the deadline the reaper
+        watches, wait, clear it (the reaper throws :class:`ClientTimeout` into
+        a wait that overruns).
+        """
+        self.deadline = monotonic() + timeout
+        try:
+            return wait(*args)
+        finally:
+            self.deadline = 0.0
+
     # -- parking ------------------------------------------------------------------------
     #
-    # A keep-alive connection idle for a while gives up its greenlet: its stack
-    # and Python frames are most of what an idle connection costs. An io
-    # watcher starts a fresh greenlet when the client sends its next request.
+    # A connection idle for a while gives up its greenlet: its stack and Python
+    # frames are most of what an idle connection costs. An io watcher starts a
+    # fresh greenlet when the client sends its next request.
 
     def park(self, deadline: float) -> None:
         """Called by the reaper in the hub: park the connection if it is still idle."""
-        if self.idle and self.deadline == deadline and self.parked is None and self.greenlet is not None:
+        if (
+            self.waiting == WAIT_REQUEST
+            and self.deadline == deadline
+            and self.parked is None
+            and self.greenlet is not None
+        ):
             self.greenlet.throw(_Park())
 
+    def wait_parked(self, timeout: float) -> None:
+        """A new connection whose client has sent nothing yet: wait for it without a greenlet.
+
+        Most clients send their request with the connection; the few that do
+        not (a browser's speculative connection, a slow client, a flood of
+        silent connections) cost a socket and a watcher until they speak, and
+        are the first to go when the pool is full.
+        """
+        now = monotonic()
+        self.waiting_since = now
+        self.deadline = now + timeout
+        self._park()
+
     def _park(self) -> None:
-        """In the connection's greenlet, which then ends."""
+        """In the connection's greenlet, which then ends (or for a new connection, see wait_parked)."""
         watcher = self.server.hub_loop.io(self.sock.fileno(), 1)
         self.parked = watcher
         self.greenlet = None
-        self.idle = True
+        self.waiting = WAIT_REQUEST
         watcher.start(self._unpark)
 
     def _unpark(self) -> None:
@@ -215,32 +288,29 @@ class Connection:
             return
         watcher.stop()
         self.parked = None
-        self.idle = False
+        self.waiting = BUSY
         self.greenlet = self.server.spawn(self.run)
 
     def _drop_parked(self) -> None:
         watcher = self.parked
         self.parked = None
-        self.idle = False
+        self.waiting = BUSY
         if watcher is not None:
             watcher.stop()
         self.deadline = 0.0
         self.close()
         self.server.connection_done(self)
 
+    # -- other protocols ----------------------------------------------------------------
+
     def take_over(self) -> tuple[Any, bytes]:
         """Hand the socket to another protocol after an ``Upgrade`` (WebSockets).
 
         Returns the socket and the bytes already received after the request
         head. The caller answers the upgrade itself; greenserve sends nothing
-        more on this connection and closes it when the application returns.
+        more on this connection and closes it when the caller returns.
         """
-        response = self.response
-        if response is None or response.headers_sent:
-            raise RuntimeError("take_over() needs an upgrade request whose response has not started")
-        response.upgraded = True
-        response.headers_sent = True
-        response.status = 101
+        self.exchange.switch()  # raises unless the response has not started
         self.request_deadline = 0.0  # a WebSocket lives as long as it likes
         return self.sock, self.parser.take_pending()
 
@@ -276,25 +346,18 @@ class Connection:
         sock = self.sock
         try:
             sock.shutdown(socket.SHUT_WR)
-            self.deadline = monotonic() + LINGER_SECONDS
             received = 0
             while received < LINGER_BYTES:
-                data = sock.recv(RECV_SIZE)
+                data = self.wait_on_client(LINGER_SECONDS, sock.recv, RECV_SIZE)
                 if not data:
                     break
                 received += len(data)
         except OSError:
             pass
-        finally:
-            self.deadline = 0.0
 
     def recv(self, timeout: float) -> bytes:
         """One socket read that must complete within ``timeout`` seconds."""
-        self.deadline = monotonic() + timeout
-        try:
-            return self.sock.recv(RECV_SIZE)
-        finally:
-            self.deadline = 0.0
+        return self.wait_on_client(timeout, self.sock.recv, RECV_SIZE)
 
     # -- the request loop ------------------------------------------------------
 
@@ -304,10 +367,6 @@ class Connection:
         events = self.events
         parser = self.parser
         sock = self.sock
-        # A new connection gets the head timeout for its first request, then
-        # the keep-alive timeout between requests.
-        idle_timeout = server.header_timeout
-        between_requests = False
         # After a response, a client sends its next request only once it has
         # read that response: on a plain socket, wait until it is readable
         # instead of a recv(2) that would fail with EAGAIN and raise (gevent's
@@ -317,43 +376,47 @@ class Connection:
         read_event = getattr(sock, "_read_event", None)
         while True:
             if not events:
-                if server.stopping and not self._request_waiting():
-                    return False  # a request already sent is served (see close_idle)
-                # Idle means between two requests: a new connection's first
-                # request is on its way and must not be cut (shutdown, full pool).
-                self.idle = between_requests
-                if between_requests and server.room_wanted:
-                    server.wake_acceptors()  # the pool is full: this idle slot can be reused
+                if server.stopping:
+                    # Only briefly: a request that comes is answered with Connection: close.
+                    timeout = server.drain_grace
+                else:
+                    timeout = server.keep_alive if self.requests else server.header_timeout
                 now = monotonic()
-                self.idle_since = now
-                self.deadline = now + idle_timeout
+                self.waiting_since = now
+                self.waiting = WAIT_REQUEST
+                if server.room_wanted:
+                    server.wake_acceptors()  # the pool is full: this slot may be reused
+                self.deadline = now + timeout
                 try:
-                    if between_requests and wait_readable is not None:
+                    if self.requests and wait_readable is not None:
                         wait_readable(read_event)
                     data = sock.recv(RECV_SIZE)
                 except OSError:
-                    self.idle = False
+                    self.waiting = BUSY
                     self.deadline = 0.0
-                    return False  # idle timeout or reset: nothing to answer
+                    return False  # idle timeout, eviction or reset: nothing to answer
                 except _Park:
-                    self._park()  # keeps idle and the keep-alive deadline
+                    self._park()  # keeps the wait's deadline
                     return True
-                self.idle = False
+                self.waiting = BUSY
                 self.deadline = 0.0
                 if not data:
                     parser.feed_eof()
                     if not events:
                         return False
                 else:
+                    if not self.requests and server.prefaces:
+                        rest = self._preface(data)
+                        if rest is None:
+                            return False  # another protocol served the connection
+                        data = rest
                     parser.feed(data)
                     if not events and not self._read_head():
                         return False
             event = events.popleft()
-            if event.__class__ is Request:
+            if isinstance(event, Request):
                 if not self._handle(event):
                     return False
-                idle_timeout = server.keep_alive
-                between_requests = True
             elif isinstance(event, ProtocolError):
                 self._reject(event)
                 return False
@@ -361,41 +424,60 @@ class Connection:
                 log.error("internal error: unexpected %r between requests", event)
                 return False
 
+    def _preface(self, data: bytes) -> bytes | None:
+        """The first bytes of the connection go to the first preface that claims them.
+
+        A preface returns the bytes HTTP/1.1 should parse (after a preamble it
+        consumed), or None when it served the connection itself.
+        """
+        rest: bytes | None = data
+        for preface in self.server.prefaces:
+            rest = preface(self, data)
+            if rest is None:
+                return None
+            data = rest
+        return rest
+
     def _read_head(self) -> bool:
         """A head has started: the rest must arrive within the head timeout."""
         events = self.events
         deadline = monotonic() + self.server.header_timeout
+        self.waiting_since = monotonic()
         while not events:
+            self.waiting = WAIT_HEAD
             try:
                 data = self.recv(deadline - monotonic())
             except ClientTimeout:
+                self.waiting = BUSY
                 self._reject(ProtocolError(408, "request head not received in time"))
                 return False
+            finally:
+                self.waiting = BUSY
             if not data:
-                return False  # the client gave up half-way: nobody to answer
+                return False  # the client gave up half-way (or was evicted): nobody to answer
             self.parser.feed(data)
         return True
 
     def _handle(self, request: Request) -> bool:
         """Run the app for ``request``; ``True`` to keep the connection open."""
         server = self.server
-        keep_alive = request.keep_alive and server.keep_alive_enabled and not server.stopping
+        exchange = self.exchange
+        exchange.start(request)
         if request.has_body:
             error = self._body_error_received()
             if error is not None:
                 self._reject(error)  # the body is already known to be bad: no app call
                 return False
-            body: Input | EmptyInput = Input(self, request.expect_continue)
+            body: Input | EmptyInput = Input(self, exchange)
         else:
             body = EMPTY_INPUT
             self.events.popleft()  # END: parsers emit it with a bodiless head
         self.body = body
+        self.requests += 1
+        asgi = server.asgi
         # An ASGI application is served natively, without a WSGI environ, unless
-        # the access log or a hook needs one (or a WebSocket upgrade is asked for).
-        asgi = server.asgi if request.upgrade is None else None
+        # the access log or a hook needs one.
         environ = self._environ(request, body) if asgi is None or server.needs_environ else None
-        response = WSGIResponse(self, request, keep_alive)
-        self.response = response
         access_log = server.access_log
         started = perf_counter() if access_log is not None else 0.0
         server.requests += 1
@@ -405,43 +487,37 @@ class Connection:
             hooks.notify(hooks.PreRequest(server.worker, environ))
         if server.request_timeout:
             self.request_deadline = monotonic() + server.request_timeout
-            try:
-                self._respond(response, request, body, environ, asgi)
-            except RequestTimeout:
-                response.timed_out()
-            finally:
-                self.request_deadline = 0.0
-        else:
-            self._respond(response, request, body, environ, asgi)
+        try:
+            if asgi is not None:
+                asgi.serve_request(self, request, body)
+            else:
+                WSGIResponse(self, exchange).run(server.app, environ)  # type: ignore[arg-type]
+        except (Exception, RequestTimeout) as exc:  # noqa: BLE001 - the application's errors become a response
+            self.request_deadline = 0.0  # the error response is not cancelled in turn
+            self._failed(exc)
+        finally:
+            self.request_deadline = 0.0
         if server.post_request and environ is not None:
-            hooks.notify(hooks.PostRequest(server.worker, environ, response.status))
+            hooks.notify(hooks.PostRequest(server.worker, environ, exchange.status))
         if environ is not None:
             del environ["greenserve.connection"]  # an environ the app keeps must not keep the socket
-        if response.upgraded:
-            if access_log is not None:
-                access_log.log(environ, response, perf_counter() - started)
-            self.response = None
-            return False  # the socket now belongs to another protocol (WebSocket)
-        keep_alive = response.keep_alive
-        if not body.done:
-            if not keep_alive or body.continue_pending or self.body_error is not None:
-                # The client may never send the body (no 100 Continue) or it
-                # is broken: do not read it, close instead.
-                keep_alive = False
-            else:
-                try:
-                    keep_alive = body.drain(DRAIN_LIMIT)
-                except RequestBodyError:
-                    keep_alive = False
-            self.linger = not keep_alive and not body.continue_pending
-        if self.body_error is not None:
-            keep_alive = False
         if access_log is not None:
-            access_log.log(environ, response, perf_counter() - started)
-        self.response = None
-        if keep_alive and request.upgrade is not None:
-            self.parser.resume()  # the upgrade was declined: more HTTP follows
-        return keep_alive
+            access_log.log(environ, exchange, perf_counter() - started)
+        if exchange.state == SWITCHED:
+            return False  # the protocol that took the socket over has finished with it
+        step = exchange.finish(body.done, self.body_error is not None)
+        if step == DRAIN:
+            try:
+                complete = body.drain(DRAIN_LIMIT)
+            except RequestBodyError:
+                complete = False
+            step = exchange.drained(complete)
+        if step == KEEP_ALIVE:
+            if request.upgrade is not None:
+                self.parser.resume()  # the upgrade was declined: more HTTP follows
+            return True
+        self.linger = step == CLOSE_LINGER
+        return False
 
     def _environ(self, request: Request, body: Input | EmptyInput) -> dict[str, Any]:
         """The WSGI environ for ``request`` on this connection."""
@@ -456,48 +532,56 @@ class Connection:
         environ["greenserve.connection"] = self
         return environ
 
-    def _respond(
-        self,
-        response: WSGIResponse,
-        request: Request,
-        body: Input | EmptyInput,
-        environ: dict[str, Any] | None,
-        asgi: Any,
-    ) -> None:
-        if asgi is not None:
-            response.run_asgi(asgi, request, body)
+    def _failed(self, exc: BaseException) -> None:
+        """An exception escaped the application or its response: answer it if still possible."""
+        if isinstance(exc, ClientDisconnected):
+            raise exc
+        status = 500
+        error: BaseException | None = None
+        if isinstance(exc, RequestTimeout):
+            status, message = 504, "request cancelled after --request-timeout"
+        elif isinstance(exc, RequestBodyError):
+            status, message = exc.status, f"request body: {exc.reason}"
+        elif isinstance(exc, ResponseError):
+            message = f"invalid response from the application: {exc}"
         else:
-            response.run(self.server.app, environ)  # type: ignore[arg-type]
+            error, message = exc, "error handling request"
+        request = self.exchange.request
+        where = request_summary(request.method, request.target) if request else "?"  # escaped: client data
+        if error is not None:
+            log.error("%s %s", message, where, exc_info=error)
+        elif status >= 500:
+            log.error("%s (%s)", message, where)
+        else:
+            log.info("%s (%s)", message, where)
+        if self.exchange.state == SWITCHED:
+            return  # another protocol owned the socket: nothing HTTP can be sent
+        data = self.exchange.send_error(status, "" if status >= 500 else message)
+        if data:
+            self.sendall(data)
 
     def _body_error_received(self) -> ProtocolError | None:
         """A protocol error already parsed in the current request's body, if any."""
         for event in self.events:
             if event is END:
                 return None
-            if event.__class__ is ProtocolError:
+            if isinstance(event, ProtocolError):
                 return event
         return None
 
     def _reject(self, error: ProtocolError) -> None:
         """Answer a request that broke the protocol, then close (without the app)."""
         if error.status >= 500 or error.status == 408:
-            log.info("rejected request: %s %s", error.status, error.reason)
+            log.info("rejected request: %s %s", error.status, escape(error.reason))
         else:
-            log.debug("rejected request: %s %s", error.status, error.reason)
+            log.debug("rejected request: %s %s", error.status, escape(error.reason))
         self.linger = True
         try:
-            self.send_error(error.status, error.reason)
+            self.sendall(self.exchange.send_error(error.status, error.reason))
         except ClientDisconnected:
             pass
 
     # -- I/O for the response and wsgi.input ------------------------------------
-
-    def send_error(self, status: int, detail: str, response: WSGIResponse | None = None) -> None:
-        server = self.server
-        data = error_response(status, server.clock.date_line(), server.server_line, detail)
-        if response is not None:
-            response.body_bytes = len(data) - data.index(b"\r\n\r\n") - 4
-        self.sendall(data)
 
     def sendall(self, data: bytes) -> None:
         """Send everything; one send(2) when it fits in the socket buffer.
@@ -515,40 +599,27 @@ class Connection:
 
     def _send_rest(self, view: memoryview) -> None:
         timeout = self.server.client_timeout
-        if self.TLS:
-            self.deadline = monotonic() + timeout
-            try:
-                self.sock.sendall(view)
-            except OSError as exc:
-                raise ClientDisconnected(f"sending the response: {exc}") from exc
-            finally:
-                self.deadline = 0.0
-            return
-        fileno = self.sock.fileno()
-        raw_send = self.raw_send
-        while view:
-            self.deadline = monotonic() + timeout
-            try:
-                wait_write(fileno)
-                sent = raw_send(view)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise ClientDisconnected(f"sending the response: {exc}") from exc
-            finally:
-                self.deadline = 0.0
-            view = view[sent:]
-
-    @property
-    def awaiting_continue(self) -> bool:
-        """The client sent ``Expect: 100-continue`` and still waits for the 100."""
-        return self.body.continue_pending
+        try:
+            if self.TLS:
+                self.wait_on_client(timeout, self.sock.sendall, view)
+                return
+            fileno = self.sock.fileno()
+            raw_send = self.raw_send
+            while view:
+                self.wait_on_client(timeout, wait_write, fileno)
+                try:
+                    sent = raw_send(view)
+                except BlockingIOError:
+                    continue
+                view = view[sent:]
+        except OSError as exc:
+            raise ClientDisconnected(f"sending the response: {exc}") from exc
 
     def send_continue(self) -> None:
-        """``100 Continue``, unless the final response has already started."""
-        response = self.response
-        if response is not None and not response.headers_sent:
-            self.sendall(CONTINUE)
+        """``100 Continue`` when the client waits for it and the final response has not started."""
+        data = self.exchange.send_continue()
+        if data:
+            self.sendall(data)
 
     def receive_body(self) -> None:
         """One more socket read for ``wsgi.input``."""
@@ -567,28 +638,23 @@ class Connection:
 
     @property
     def can_sendfile(self) -> bool:
-        return not self.TLS and hasattr(os, "sendfile")
+        return not self.TLS and hasattr(os, "sendfile") and self.server.config.sendfile
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Zero-copy file transfer, waiting cooperatively when the socket is full."""
         out = self.sock.fileno()
         timeout = self.server.client_timeout
         sent = 0
-        while sent < count:
-            try:
-                n = os.sendfile(out, fd, offset + sent, min(count - sent, _SENDFILE_CHUNK))
-            except BlockingIOError:
-                self.deadline = monotonic() + timeout
+        try:
+            while sent < count:
                 try:
-                    wait_write(out)
-                except OSError as exc:
-                    raise ClientDisconnected(f"sending a file: {exc}") from exc
-                finally:
-                    self.deadline = 0.0
-                continue
-            except OSError as exc:
-                raise ClientDisconnected(f"sending a file: {exc}") from exc
-            if n == 0:
-                break  # the file is shorter than it was
-            sent += n
+                    n = os.sendfile(out, fd, offset + sent, min(count - sent, SENDFILE_CHUNK))
+                except BlockingIOError:
+                    self.wait_on_client(timeout, wait_write, out)
+                    continue
+                if n == 0:
+                    break  # the file is shorter than it was
+                sent += n
+        except OSError as exc:
+            raise ClientDisconnected(f"sending a file: {exc}") from exc
         return sent

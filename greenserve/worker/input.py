@@ -16,6 +16,7 @@ from greenserve.errors import RequestBodyError
 from greenserve.protocol.events import END
 
 if TYPE_CHECKING:
+    from greenserve.protocol.exchange import Exchange
     from greenserve.worker.connection import Connection
 
 
@@ -24,17 +25,13 @@ class Input:
 
     __slots__ = ("_buf", "_conn", "_continue", "done")
 
-    def __init__(self, conn: Connection, expect_continue: bool) -> None:
+    def __init__(self, conn: Connection, exchange: Exchange) -> None:
         self._conn = conn
         self._buf = b""
-        self._continue = expect_continue
+        #: Ask the exchange for ``100 Continue`` on the first read (it knows whether it is due).
+        self._continue = exchange.continue_pending
         #: The whole body has been received (or the body failed).
         self.done = False
-
-    @property
-    def continue_pending(self) -> bool:
-        """The client waits for ``100 Continue`` that was never sent."""
-        return self._continue
 
     def _piece(self) -> bytes:
         """The next piece of body from the parser; ``b""`` at the end."""
@@ -48,7 +45,7 @@ class Input:
         while not events:
             conn.receive_body()
         event = events.popleft()
-        if event.__class__ is bytes:
+        if isinstance(event, bytes):
             return event
         self.done = True
         if event is END:
@@ -152,7 +149,6 @@ class EmptyInput:
     __slots__ = ()
 
     done = True
-    continue_pending = False
 
     def read(self, size: int | None = -1) -> bytes:
         return b""

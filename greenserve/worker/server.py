@@ -1,10 +1,16 @@
 """The worker's server: accept loops, the bounded connection pool, graceful drain.
 
 One accept greenlet per listener and one greenlet per connection. The pool
-holds at most ``worker_connections``: when it is full, idle keep-alive
-connections are closed to make room (they cost the client nothing to
-reopen), and only when every connection is busy does accepting pause, so
-excess clients wait in the kernel's backlog rather than being refused.
+holds at most ``worker_connections``. When it is full and a client waits,
+connections that wait on their client make room: first those that have not
+sent a whole request yet after a short grace (silent or slow clients cannot
+hold the pool), then idle keep-alive connections (they cost the client
+nothing to reopen); only when every connection is busy does accepting pause,
+so excess clients wait in the kernel's backlog rather than being refused.
+
+Workers sharing a listening socket share its clients evenly: a worker leaves
+a waiting client, for a few milliseconds, to a less loaded worker (see
+:class:`~greenserve.workerlink.LoadBoard` and docs/design.md).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from time import monotonic
 from typing import Any
 
 import gevent
+from gevent import monkey
 from gevent.event import Event
 
 from greenserve import __version__, hooks
@@ -26,17 +33,35 @@ from greenserve.config import Config
 from greenserve.interfaces import IPostRequest, IPreRequest
 from greenserve.protocol.environ import base_environ
 from greenserve.protocol.events import Limits
+from greenserve.protocol.exchange import ExchangeSettings
 from greenserve.protocol.parser import RequestParser, head_parser_class
 from greenserve.protocol.proxy import ProxyPolicy
 from greenserve.protocol.response import date_line, server_line
-from greenserve.sockets import Listener
-from greenserve.worker.connection import Connection
+from greenserve.sockets import Listener, stop_queueing
+from greenserve.worker.connection import BUSY, WAIT_HEAD, WAIT_REQUEST, Connection
 from greenserve.worker.wsgi import FileWrapper
+from greenserve.workerlink import LoadBoard
 
 log = logging.getLogger("greenserve.error")
 
-#: Seconds of keep-alive idleness before a connection is parked (see Connection.park).
+#: Seconds of idleness before a connection waiting for a request is parked (see Connection.park).
 PARK_AFTER = 2.0
+#: A connection that has sent no complete request yet can be evicted (pool full) after this long.
+#: Long enough for a real client's request to follow its connection (it normally
+#: arrives with it), short enough that thousands of silent ones cycle quickly.
+SILENT_GRACE = 0.05
+#: Silent connections closed in one pass when the pool is full (each pass scans the pool once).
+EVICT_BATCH = 32
+#: When a worker stops, a keep-alive connection idle this long is closed; one less idle waits
+#: this long for its next request, answered with Connection: close (a client that is sending
+#: just then must not get a reset).
+DRAIN_GRACE = 1.0
+#: How long a worker leaves a waiting client to a less loaded worker before it takes it itself.
+ACCEPT_DEFER = 0.02
+_DEFER_STEP = 0.001
+
+#: The blocking select(2), even once gevent patched select: used with a zero timeout only.
+_poll_readable = monkey.get_original("select", "select")
 
 _ACCEPT_RETRY = {errno.EAGAIN, errno.ECONNABORTED, errno.EPROTO, errno.EINTR}
 _ACCEPT_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -91,6 +116,8 @@ class WorkerServer:
         access_log: Any = None,
         ssl_context: Any = None,
         clock: Callable[[], float] = time.time,
+        board: LoadBoard | None = None,
+        board_slot: int = -1,
     ) -> None:
         self.config = config
         self.app = app
@@ -118,6 +145,19 @@ class WorkerServer:
         self.connections: set[Connection] = set()
         self.requests = 0
         self.stopping = False
+        #: What every connection's exchange needs from the server (draining flips on stop).
+        self.exchange_settings = ExchangeSettings(
+            self.clock.date_line, self.server_line, keep_alive=self.keep_alive_enabled
+        )
+        #: Protocols that may claim a new connection from its first bytes (see Connection._preface):
+        #: callables ``(connection, first_bytes) -> bytes for HTTP/1.1, or None``.
+        self.prefaces: tuple[Callable[[Connection, bytes], bytes | None], ...] = ()
+        self.drain_grace = min(DRAIN_GRACE, config.graceful_timeout)
+        #: This process alone holds the listeners (single-process mode): quiesce them on stop.
+        self.sole_listener = False
+        #: Where this worker tells its siblings how many connections it holds (None: alone).
+        self.board = board
+        self.board_slot = board_slot
         #: The worker record from the master (None in single-process mode), for hooks.
         self.worker: Any = None
         self.request_timeout = config.request_timeout
@@ -148,7 +188,8 @@ class WorkerServer:
             timeouts.append(config.request_timeout)
         #: How often overdue client waits are looked for: timeouts are this precise.
         self.reap_interval = min(0.5, max(0.05, min(timeouts) / 5))
-        self._gsockets: list[Any] = []
+        #: (listener, gevent socket, environ base) for each listener being served.
+        self._listening: list[tuple[Listener, Any, dict[str, Any]]] = []
         self._server_software = f"greenserve/{__version__}"
 
     # -- parsers and environ -------------------------------------------------------
@@ -195,13 +236,15 @@ class WorkerServer:
             # The gevent socket takes the descriptor over; the stdlib object,
             # made before gevent patched anything, must not close it too.
             gsock = gsocket.socket(std.family, std.type, std.proto, fileno=std.detach())
-            self._gsockets.append(gsock)
             base = self._listener_base(listener)
+            self._listening.append((listener, gsock, base))
             self._acceptors.append(gevent.spawn(self._accept_loop, listener, gsock, base))
         self._reaper = gevent.spawn(self._reap)
+        if self.board is not None:
+            self.board.publish(self.board_slot, len(self.connections))  # accepting from now on
 
     def _reap(self) -> None:
-        """Interrupt client waits that overran their deadline (see connection.py)."""
+        """Interrupt client waits that overran their deadline (see connection.py); park idle ones."""
         run_callback = gevent.get_hub().loop.run_callback
         interval = self.reap_interval
         connections = self.connections
@@ -215,7 +258,12 @@ class WorkerServer:
                 if deadline:
                     if deadline <= now:
                         run_callback(conn.expire, deadline)
-                    elif park_after and conn.idle and conn.parked is None and conn.idle_since < park_before:
+                    elif (
+                        park_after
+                        and conn.waiting == WAIT_REQUEST
+                        and conn.parked is None
+                        and conn.waiting_since < park_before
+                    ):
                         run_callback(conn.park, deadline)
                 deadline = conn.request_deadline
                 if deadline and deadline <= now:
@@ -228,15 +276,40 @@ class WorkerServer:
         self._stopped.wait()
 
     def _accept_loop(self, listener: Listener, gsock: Any, base: dict[str, Any]) -> None:
+        from gevent.socket import wait_read
+
         tcp = not listener.is_unix
         connections = self.connections
-        spawn = self.spawn
         tls = self.ssl_context
+        fileno = gsock.fileno()
+        gsock.setblocking(False)  # accept() raises instead of waiting: this loop waits itself
+        # Workers sharing this socket share its clients (their own --reuse-port sockets they don't).
+        board = self.board if self.board is not None and not listener.per_worker else None
         while not self.stopping:
-            if len(connections) >= self.max_connections and not self._client_waiting(gsock):
-                continue
+            # Accept without waiting first when a client is already there (bursts
+            # go back to back); wait for one when there is none, or when this
+            # worker may have to leave it to another or make room for it.
+            if (len(connections) >= self.max_connections) or (
+                board is not None and board.fewest_elsewhere(self.board_slot) < len(connections)
+            ):
+                try:
+                    wait_read(fileno)
+                except OSError:  # the listener was closed: stopping
+                    return
+                if board is not None and self._leave_to_others(board, fileno):
+                    continue
+                if len(connections) >= self.max_connections and not self._make_room(fileno):
+                    if self.stopping:
+                        return
+                    continue  # another worker took the client meanwhile
             try:
                 client, address = gsock.accept()
+            except BlockingIOError:
+                try:
+                    wait_read(fileno)  # nobody waits (or another worker was quicker)
+                except OSError:
+                    return
+                continue
             except OSError as exc:
                 if self.stopping:
                     return
@@ -247,17 +320,45 @@ class WorkerServer:
                     gevent.sleep(0.5)
                     continue
                 raise
-            if len(connections) >= self.max_connections and not self._make_room():
-                client.close()  # stopping
-                return
-            if tcp:
-                try:
-                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:  # pragma: no cover - the peer is already gone
-                    pass
-            conn = self._connection(listener, client, address, tls, base)
-            connections.add(conn)
-            conn.greenlet = spawn(conn.run)
+            self._add(listener, client, address, tcp, tls, base)
+
+    def _add(self, listener: Listener, client: Any, address: Any, tcp: bool, tls: Any, base: Any) -> None:
+        if tcp:
+            try:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - the peer is already gone
+                pass
+        silent = _nothing_received(client)
+        conn = self._connection(listener, client, address, tls, base)
+        self.connections.add(conn)
+        if self.board is not None:
+            self.board.publish(self.board_slot, len(self.connections))
+        if silent:
+            conn.wait_parked(self.drain_grace if self.stopping else self.header_timeout)
+        else:
+            conn.greenlet = self.spawn(conn.run)
+
+    def _leave_to_others(self, board: LoadBoard, fileno: int) -> bool:
+        """A client waits: leave it to a less loaded worker for a moment. True if one took it.
+
+        Every worker waiting on a shared socket wakes up for each new client;
+        without this, the busiest one (already running, so first to call
+        accept) takes them all. A worker with more connections than another
+        accepting worker waits up to ACCEPT_DEFER for that one to accept; if
+        it does not (its event loop is busy), this one does.
+        """
+        slot = self.board_slot
+        connections = self.connections
+        if board.fewest_elsewhere(slot) >= len(connections):
+            return False
+        deadline = monotonic() + ACCEPT_DEFER
+        while monotonic() < deadline:
+            gevent.sleep(_DEFER_STEP)
+            if not _readable(fileno):
+                return True  # another worker accepted it
+            if board.fewest_elsewhere(slot) >= len(connections):
+                return False
+        return False
 
     def _connection(
         self, listener: Listener, client: Any, address: Any, tls: Any, base: dict[str, Any]
@@ -281,82 +382,125 @@ class WorkerServer:
                 pass
         return conn
 
-    def _client_waiting(self, gsock: Any) -> bool:
-        """Pool full: wait for a client, and leave it to another worker that has room."""
-        from gevent.select import select
-        from gevent.socket import wait_read
+    def _make_room(self, fileno: int) -> bool:
+        """A client is waiting and the pool is full: free a slot for it.
 
-        try:
-            wait_read(gsock.fileno())
-        except OSError:  # the listener was closed: stopping
-            return False
-        gevent.sleep(0.005)  # a worker with room accepts within this
-        try:
-            readable, _, _ = select([gsock], [], [], 0)
-        except OSError:
-            return False
-        return bool(readable)
-
-    def _make_room(self) -> bool:
-        """A new client is waiting and the pool is full: free one slot for it.
-
-        The keep-alive connection idle the longest is closed (a client may
-        reconnect at no cost); with none idle, wait until a connection ends or
-        goes idle. Nothing is closed while no client is waiting. ``False``
-        when the server stops meanwhile.
+        In this order: connections that have sent no complete request yet and
+        waited longer than SILENT_GRACE (a batch of the oldest), then the idle
+        keep-alive connection idle the longest; with none, wait until a
+        connection ends or starts waiting. Meanwhile another worker with room
+        may take the client: then ``False`` (and when the server stops).
         """
         room = self._room
         while len(self.connections) >= self.max_connections:
             if self.stopping:
                 return False
             room.clear()
-            oldest = None
-            for conn in self.connections:
-                if conn.idle and (oldest is None or conn.idle_since < oldest.idle_since):
-                    oldest = conn
-            if oldest is not None:
-                oldest.idle = False
-                oldest.close_idle()  # its slot frees when it ends: connection_done sets room
-                log.debug("connection pool full: closed the longest idle keep-alive connection")
+            if not self._evict():
+                self.room_wanted = True  # woken by connection_done or a connection starting to wait
+                room.wait(SILENT_GRACE)  # a silent connection may become old enough meanwhile
+                self.room_wanted = False
             else:
-                self.room_wanted = True  # woken by connection_done or wake_acceptors
-            room.wait()
-            self.room_wanted = False
+                room.wait(SILENT_GRACE)
+            if not _readable(fileno):
+                return False  # another worker with room took the client
         return True
+
+    def _evict(self) -> bool:
+        """Close what waits on its client to make room (see _make_room); False if nothing could go."""
+        now = monotonic()
+        silent_before = now - SILENT_GRACE
+        silent: list[Connection] = []
+        idle: Connection | None = None
+        for conn in self.connections:
+            waiting = conn.waiting
+            if waiting == BUSY:
+                continue
+            if waiting == WAIT_HEAD or not conn.requests:
+                if conn.waiting_since < silent_before:
+                    silent.append(conn)
+            elif idle is None or conn.waiting_since < idle.waiting_since:
+                idle = conn
+        closed = 0
+        if silent:
+            silent.sort(key=_waiting_since)
+            for conn in silent[:EVICT_BATCH]:
+                closed += conn.close_waiting()
+            if closed:
+                log.debug("connection pool full: closed %d connections that sent no request", closed)
+        elif idle is not None and idle.close_waiting():
+            closed = 1
+            log.debug("connection pool full: closed the longest idle keep-alive connection")
+        return closed > 0
+
+    def busy_connections(self) -> int:
+        """Connections whose greenlet is not waiting for its client (a request in progress)."""
+        return sum(1 for conn in self.connections if conn.waiting == BUSY and conn.parked is None)
 
     def wake_acceptors(self) -> None:
         self._room.set()
 
     def connection_done(self, conn: Connection) -> None:
-        self.connections.discard(conn)
-        if len(self.connections) < self.max_connections:
+        connections = self.connections
+        connections.discard(conn)
+        if self.board is not None and not self.stopping:
+            self.board.publish(self.board_slot, len(connections))
+        if len(connections) < self.max_connections:
             self._room.set()
-        if not self.connections:
+        if not connections:
             self._idle_done.set()
 
     # -- stopping ----------------------------------------------------------------------
 
-    def stop_accepting(self) -> None:
+    def stop_accepting(self, take_queued: bool = True) -> None:
+        """No new connections: take the clients already queued, then close the listeners.
+
+        The connections in a listening socket's queue are reset when its last
+        descriptor closes: on a socket of this worker's own (``--reuse-port``),
+        or when the whole server stops. Those clients already sent their
+        requests, so they are accepted and answered (with ``Connection: close``)
+        instead.
+        """
+        if self.stopping:
+            return
         self.stopping = True
+        self.exchange_settings.draining = True
+        if self.board is not None:
+            self.board.publish(self.board_slot, LoadBoard.NOT_ACCEPTING)
         self._room.set()
-        for gsock in self._gsockets:
+        # The acceptors' waits must end first: gevent defers closing a descriptor
+        # something waits on to its next loop iteration, and a client arriving
+        # in between would be reset.
+        gevent.killall(self._acceptors, block=True, timeout=1.0)
+        for listener, gsock, base in self._listening:
+            if take_queued:
+                if self.sole_listener or listener.per_worker:
+                    stop_queueing(listener, gsock)
+                self._take_queued(listener, gsock, base)
             try:
                 gsock.close()
             except OSError:  # pragma: no cover
                 pass
-        for acceptor in self._acceptors:
-            acceptor.kill(block=False)
+
+    def _take_queued(self, listener: Listener, gsock: Any, base: dict[str, Any]) -> None:
+        tcp = not listener.is_unix
+        while len(self.connections) < self.max_connections:
+            try:
+                client, address = gsock.accept()
+            except OSError:  # EAGAIN: the queue is empty (or the socket is gone)
+                return
+            self._add(listener, client, address, tcp, self.ssl_context, base)
 
     def shutdown(self, timeout: float) -> bool:
-        """Graceful stop: no new connections or requests; in-flight ones get ``timeout``.
+        """Graceful stop: no new connections; requests in progress get ``timeout`` to finish.
 
-        Idle keep-alive connections are closed at once. Returns ``True`` when
-        every request finished in time.
+        A connection waiting for its next request is closed once it has
+        waited ``drain_grace`` (at once if it already has, unless its request
+        has just arrived); a request that arrives before then is answered with
+        ``Connection: close``. Returns ``True`` when every connection ended in time.
         """
         self.stop_accepting()
-        for conn in list(self.connections):
-            if conn.idle:
-                conn.close_idle()
+        self.close_waiting_connections()
         finished = True
         if self.connections:
             self._idle_done.clear()
@@ -370,34 +514,72 @@ class WorkerServer:
         self.kill()
         return bool(finished)
 
+    def close_waiting_connections(self) -> None:
+        """Stopping: close the connections idle past the grace, shorten the others' waits."""
+        grace = self.drain_grace
+        close_before = monotonic() - grace
+        for conn in list(self.connections):
+            if conn.waiting != WAIT_REQUEST:
+                continue
+            if conn.waiting_since <= close_before:
+                conn.close_waiting()
+            elif conn.deadline:
+                conn.deadline = min(conn.deadline, conn.waiting_since + grace)
+
     def kill(self) -> None:
         """Quick stop: cut every connection now."""
-        self.stop_accepting()
+        self.stop_accepting(take_queued=False)
         greenlets = [conn.greenlet for conn in list(self.connections) if conn.greenlet is not None]
         if greenlets:
             gevent.killall(greenlets, block=True, timeout=1.0)
+        for conn in list(self.connections):
+            if conn.parked is not None:
+                conn.close_waiting()
         if self._reaper is not None:
             self._reaper.kill(block=False)
         self._stopped.set()
 
 
+def _nothing_received(client: Any) -> bool:
+    """Whether a just-accepted client has sent nothing yet (a peek that never blocks)."""
+    try:
+        client._sock.recv(1, socket.MSG_PEEK)  # data, or EOF: served (or closed) at once
+    except BlockingIOError:
+        return True
+    except (OSError, AttributeError):
+        pass
+    return False
+
+
+def _waiting_since(conn: Connection) -> float:
+    return conn.waiting_since
+
+
+def _readable(fileno: int) -> bool:
+    """Whether a client waits on a listening socket (a poll that never blocks)."""
+    try:
+        return bool(_poll_readable([fileno], [], [], 0)[0])
+    except (OSError, ValueError):  # closed meanwhile
+        return False
+
+
 class _TLSConnection(Connection):
     """A connection whose TLS handshake runs in its own greenlet, under the head timeout."""
 
-    __slots__ = ()
+    __slots__ = ("handshaken",)
     TLS = True
 
-    def run(self) -> None:
-        self.deadline = monotonic() + self.server.header_timeout
-        try:
-            self.sock.do_handshake()
-        except OSError as exc:
-            log.debug("TLS handshake failed: %s", exc)
+    def _serve(self) -> bool:
+        if not getattr(self, "handshaken", False):
+            # Like the rest of a head: evictable when slow, bounded by the head timeout.
+            self.waiting_since = monotonic()
+            self.waiting = WAIT_HEAD
             try:
-                self.sock.close()
+                self.wait_on_client(self.server.header_timeout, self.sock.do_handshake)
+            except OSError as exc:
+                log.debug("TLS handshake failed: %s", exc)
+                return False
             finally:
-                self.deadline = 0.0
-                self.server.connection_done(self)
-            return
-        self.deadline = 0.0
-        super().run()
+                self.waiting = BUSY
+            self.handshaken = True
+        return super()._serve()

@@ -132,3 +132,34 @@ def test_call_soon_threadsafe_wakes_a_waiting_loop(loop):
     safety.cancel()
     assert got == ["woken"]
     assert time.monotonic() - started < 2
+
+
+def test_which_loop_class_each_python_gets():
+    """The lean loop is chosen by what the stock loop does, and the choice is the expected one.
+
+    Up to 3.13 asyncio's handles are plain Handle objects: the whole lean loop.
+    From 3.14 ``call_soon_threadsafe`` returns a lock-guarded handle (gh-128340):
+    the lean call_soon/call_at, but asyncio's own call_soon_threadsafe.
+    """
+    import sys
+
+    from greenserve.asgi import loop_thread
+
+    chosen = loop_thread.loop_class()
+    if sys.version_info < (3, 14):
+        assert chosen is loop_thread._LeanLoop
+    else:
+        assert chosen is loop_thread._LeanLoopStockThreadsafe
+        assert "call_soon_threadsafe" not in vars(chosen)
+    loop = new_event_loop()
+    try:
+        assert type(loop) is chosen
+        handle = loop.call_soon_threadsafe(lambda: None)
+        stock = asyncio.SelectorEventLoop()
+        try:
+            # The same kind of handle as the stock loop's (a lean one is a plain Handle's subclass).
+            assert isinstance(handle, type(stock.call_soon_threadsafe(lambda: None)))
+        finally:
+            stock.close()
+    finally:
+        loop.close()

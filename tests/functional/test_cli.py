@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import socket
 import time
@@ -14,8 +15,23 @@ from tests.conftest import APPS, run_cli, wait_until
 
 
 def _settings(stdout: str) -> dict[str, str]:
-    """``--print-config`` output -> ``{name: repr of value}``."""
-    return dict(line.split(" = ", 1) for line in stdout.splitlines() if " = " in line)
+    """``--print-config`` output -> ``{name: repr of value}`` (read as Python, comments dropped)."""
+    settings = {}
+    for statement in ast.parse(stdout).body:
+        assert isinstance(statement, ast.Assign), ast.dump(statement)
+        name = statement.targets[0]
+        assert isinstance(name, ast.Name)
+        settings[name.id] = repr(ast.literal_eval(statement.value))
+    return settings
+
+
+def _sources(stdout: str) -> dict[str, str]:
+    """``--print-config`` output -> ``{name: the source named in its trailing comment}``."""
+    return {
+        line.split(" = ", 1)[0]: line.rpartition("  # ")[2]
+        for line in stdout.splitlines()
+        if not line.startswith("#")
+    }
 
 
 def test_help_lists_flags():
@@ -64,7 +80,9 @@ def test_print_config_is_a_valid_config_file(tmp_path):
     config.write_text(result.stdout)
     again = run_cli("--print-config", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert again.stdout == result.stdout
+    assert _settings(again.stdout) == _settings(result.stdout)
+    assert _sources(result.stdout)["keep_alive"] == "command line"
+    assert set(_sources(again.stdout).values()) == {str(config)}  # every value now from the file
 
 
 def test_print_config_precedence(tmp_path):

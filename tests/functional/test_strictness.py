@@ -13,9 +13,12 @@ import re
 import pytest
 import requests
 
-from tests.conftest import read_until_close, request_bytes
+from tests.conftest import ResponseReader, read_until_close, request_bytes
 
 BACKENDS = ["h11", "httptools"]
+
+#: A chunked POST with an empty body, for the Transfer-Encoding value given.
+TE = b"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: %s\r\n\r\n0\r\n\r\n"
 
 LIMITS = (
     "--limit-request-line",
@@ -85,7 +88,9 @@ def _marker(request, name: str) -> str:
         ("two-cl", b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
         ("cl-list", b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\nab"),
         ("cl-sign", b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\nab"),
-        ("te-gzip", b"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+        ("te-gzip-last", TE % b"chunked, gzip"),
+        ("te-xchunked", TE % b"xchunked"),
+        ("te-twice", TE % b"chunked, chunked"),
         ("te-http10", b"POST {path} HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
         ("obs-fold", b"GET {path} HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\n\r\n"),
         ("obs-fold-tab", b"GET {path} HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n\tb\r\n\r\n"),
@@ -98,6 +103,9 @@ def _marker(request, name: str) -> str:
         ("no-host", b"GET {path} HTTP/1.1\r\nX-A: b\r\n\r\n"),
         ("two-hosts", b"GET {path} HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"),
         ("bad-version", b"GET {path} HTTP/1.x\r\nHost: x\r\n\r\n"),
+        ("lowercase-version", b"GET {path} http/1.1\r\nHost: x\r\n\r\n"),
+        ("http09-version", b"GET {path} HTTP/0.9\r\nHost: x\r\n\r\n"),
+        ("method-not-token", b"G(T {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
         ("space-in-target", b"GET {path} x HTTP/1.1\r\nHost: x\r\n\r\n"),
     ],
 )
@@ -105,6 +113,82 @@ def test_malformed_head_is_400(server, request, name, template):
     path = _marker(request, name)
     reply = _assert_rejected(server, template.replace(b"{path}", path.encode()), 400, path)
     assert b"Traceback" not in reply
+
+
+@pytest.mark.parametrize(
+    ("name", "template", "status"),
+    [
+        # RFC 9112 6.1: a transfer coding the server does not decode (chunked is last, so
+        # the body's end is known, but not what it means).
+        ("te-gzip", TE % b"gzip, chunked", 501),
+        # RFC 9110 9.1: methods are case-sensitive; one the server does not recognise is 501.
+        ("method-lowercase", b"get {path} HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+        ("method-unknown", b"BREW {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntea", 501),
+        # RFC 9110 15.6.6: a well-formed version of a major version other than 1.
+        ("http20-request-line", b"GET {path} HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        ("http30-request-line", b"GET {path} HTTP/3.0\r\nHost: x\r\n\r\n", 505),
+    ],
+)
+def test_well_formed_but_not_implemented(server, request, name, template, status):
+    """5xx answers to requests the server understands but does not implement, from both parsers."""
+    path = _marker(request, name)
+    reply = _assert_rejected(server, template.replace(b"{path}", path.encode()), status, path)
+    assert b"Traceback" not in reply
+
+
+@pytest.mark.parametrize(
+    "method", ["BASELINE-CONTROL", "VERSION-CONTROL", "LABEL", "PURGE", "QUERY", "M-SEARCH"]
+)
+def test_registered_methods_reach_the_application(server, method):
+    """The IANA registry and llhttp's extra methods reach the app, whichever parser reads them."""
+    with server.connect() as sock:
+        sock.sendall(request_bytes(method, "/environ", {"Connection": "close"}))
+        reply, _ = read_until_close(sock)
+    assert reply.startswith(b"HTTP/1.1 200 "), reply
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["REQUEST_METHOD"] == method
+
+
+def test_later_http1_minor_version_is_served_as_http11(server):
+    """RFC 9110 2.5: HTTP/1.2 is processed as HTTP/1.1 (persistent, Host required)."""
+    with server.connect() as sock:
+        sock.sendall(request_bytes("GET", "/environ", version="HTTP/1.2") + request_bytes("GET", "/list"))
+        reader = ResponseReader(sock)
+        first, second = reader.read(), reader.read()
+    assert first.status == 200
+    assert first.getheader("Connection") is None  # kept alive, as HTTP/1.1
+    assert json.loads(first.body)["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert (second.status, second.body) == (200, b"abcdef")
+
+
+def test_optional_whitespace_around_framing_fields(server):
+    """Tabs and spaces around Transfer-Encoding, Content-Length, Connection and Host values are OWS."""
+    chunked = (
+        b"POST /echo HTTP/1.1\r\nHost: \t x \t\r\nTransfer-Encoding:\t chunked \t\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"
+    )
+    length = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: \t 5 \t\r\n\r\nworld"
+    last = b"GET /environ HTTP/1.1\r\nHost:\tx\t\r\nConnection:  keep-alive ,\t close \r\n\r\n"
+    with server.connect() as sock:
+        sock.sendall(chunked + length + last)
+        reader = ResponseReader(sock)
+        responses = [reader.read() for _ in range(3)]
+        closed = reader.at_eof()
+    assert [(r.status, r.body) for r in responses[:2]] == [(200, b"hello"), (200, b"world")]
+    environ = json.loads(responses[2].body)
+    assert environ["HTTP_HOST"] == "x"
+    assert environ["HTTP_CONNECTION"] == "keep-alive ,\t close"  # no OWS around the value
+    assert responses[2].getheader("Connection") == "close"
+    assert closed
+
+
+def test_options_asterisk_reaches_the_application(server):
+    """OPTIONS * is passed on (PATH_INFO '', RAW_URI '*'); the probe app has no route for it."""
+    with server.connect() as sock:
+        sock.sendall(request_bytes("OPTIONS", "*", {"Connection": "close"}))
+        reply, _ = read_until_close(sock)
+    assert reply.startswith(b"HTTP/1.1 404 "), reply
+    assert reply.endswith(b"not found")
+    assert "*" in _calls(server)
 
 
 @pytest.mark.parametrize(

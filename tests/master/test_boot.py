@@ -37,13 +37,15 @@ def test_app_import_error_stops_the_master_with_exit_4(master):
     assert server.count(r"Ready: ") == 0
 
 
-def test_bad_chdir_stops_the_master_with_exit_4(master, tmp_path):
+def test_bad_chdir_stops_the_command_before_the_master_starts(master, tmp_path):
+    """Checked before binding (greenserve/preflight.py): one line, exit 2, no worker."""
     missing = tmp_path / "no" / "such" / "dir"
     server = master("mapp:app", "--chdir", str(missing), ready=None)
     code = server.wait(5)
-    assert code == 4, server.log
-    assert any("--chdir" in line and str(missing) in line for line in server.log.splitlines()), server.log
-    assert server.count(r"Booting worker") == 1, server.log
+    assert code == 2, server.log
+    line = server.wait_for("--chdir")
+    assert line == f"greenserve: error: --chdir {missing}: no such directory"
+    assert server.lines == [line]  # before it, nothing started
 
 
 def test_unreadable_tls_key_stops_the_master_with_exit_3_and_the_reason(master, tmp_path):

@@ -7,7 +7,9 @@ import signal
 
 import pytest
 
-from .conftest import APPS
+from tests.conftest import run_cli
+
+from .conftest import APPS, LOG_LINE
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -64,3 +66,47 @@ def test_every_hook_is_called_in_the_right_process(master, tmp_path):
     assert names.index("pre_fork") < names.index("post_fork") < names.index("post_worker_init")
     assert names.index("worker_exit") < names.index("on_exit")
     assert names.index("pre_request") < names.index("post_request")
+
+
+def test_hooks_written_for_gunicorn_log_through_server_log(master):
+    server = master("mapp:app", "-w", "1", "-c", str(APPS / "hooks_log_conf.py"))
+    (worker,) = server.wait_workers(lambda pids: len(pids) == 1)
+    assert server.get("/")[0] == 200
+    assert server.stop(signal.SIGTERM, timeout=10) == 0, server.log
+    server.wait_for(r"hook on_exit")  # the last line, once the log pipe is read to its end
+
+    def said(text: str) -> list[tuple[int, str]]:
+        return [
+            (int(match["pid"]), match["level"])
+            for match in map(LOG_LINE.match, server.lines)
+            if match and match["message"].startswith(text)
+        ]
+
+    assert said("hook on_starting") == [(server.pid, "INFO")]
+    assert said(f"hook on_starting {server.pid}")
+    assert said("hook post_fork age 1") == [(worker, "INFO")]
+    assert said("hook post_worker_init") == [(worker, "WARNING")]
+    assert said("hook when_ready with 1 worker(s)") == [(server.pid, "INFO")]
+    assert said("hook worker_exit") == [(worker, "INFO")]
+    assert said("hook on_exit") == [(server.pid, "ERROR")]
+    assert "RuntimeError: logged, not raised" in server.log  # exception() adds the traceback
+    assert said("hook pre_fork") == []  # debug, below --log-level info
+
+
+def test_check_config_says_it_does_not_run_hooks():
+    result = run_cli("--check-config", "-c", str(APPS / "hooks_log_conf.py"), "mapp:app", cwd=APPS)
+    assert result.returncode == 0, result.stderr
+    assert "hook " not in result.stdout + result.stderr  # none of them ran
+    assert "hooks not run, only their signatures checked: on_starting, when_ready, pre_fork" in result.stdout
+
+
+def test_a_hook_with_gunicorns_signature_is_refused_at_startup(tmp_path):
+    conf = tmp_path / "gunicorn_style.py"
+    conf.write_text("def worker_exit(server, worker):\n    pass\n")
+    for command in (["--check-config"], []):
+        result = run_cli(*command, "-b", "127.0.0.1:0", "-c", str(conf), "mapp:app", cwd=APPS)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (
+            f"greenserve: error: {conf}: worker_exit: worker_exit(server, worker) cannot be called with "
+            "greenserve's arguments (worker): missing a required argument: 'worker'\n"
+        )

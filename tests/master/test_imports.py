@@ -78,3 +78,27 @@ def test_preload_imports_the_app_once_in_the_master_patched_by_gevent(master, tm
     assert result["elapsed"] < 2.0, result
     # Still imported only once (the workers were forked with it loaded).
     assert imports.read_text().split() == [str(server.pid)]
+
+
+def test_preload_master_imports_the_app_and_gevent_but_no_serving_code(master, tmp_path):
+    """--preload goes through the worker's entry by import string: the app, patched, and no more.
+
+    The master imports the application (after gevent patched it), but not the
+    worker's server, connection, protocol or ASGI code, nor asyncio for a WSGI app.
+    """
+    hooks = tmp_path / "hooks.jsonl"
+    server = master(
+        "mapp:app", "--preload", "-w", "1", "-c", str(APPS / "hooks_conf.py"), env={"HOOK_LOG": str(hooks)}
+    )
+    assert server.get("/")[0] == 200
+    (record,) = [r for r in hook_records(hooks, {"when_ready"}) if r["hook"] == "when_ready"]
+    assert record["pid"] == server.pid
+    assert record["app_imported"] is True
+    assert "gevent" in record["modules"]
+    assert not any(name.startswith("asyncio") for name in record["modules"]), record
+    worker_code = [
+        name
+        for name in record["greenserve_modules"]
+        if name.startswith(("greenserve.worker.", "greenserve.protocol", "greenserve.asgi"))
+    ]
+    assert sorted(worker_code) == ["greenserve.worker.boot", "greenserve.worker.entry"], record

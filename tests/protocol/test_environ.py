@@ -172,7 +172,16 @@ def test_path_info_of_absolute_form_and_asterisk() -> None:
     assert environ["PATH_INFO"] == "/x y"
     assert environ["QUERY_STRING"] == "z=1"
     assert environ["RAW_URI"] == "http://example.com/x%20y?z=1"
-    assert environ_for(b"*", method="OPTIONS")["PATH_INFO"] == "*"
+
+
+@pytest.mark.parametrize("root_path", ["", "/api"])
+def test_asterisk_form_has_an_empty_path_info(root_path: str) -> None:
+    """OPTIONS * names no resource: PATH_INFO is empty (CGI/PEP 3333), the raw URI says '*'."""
+    environ = environ_for(b"*", method="OPTIONS", root_path=root_path)
+    assert environ["PATH_INFO"] == ""
+    assert environ["SCRIPT_NAME"] == root_path
+    assert environ["QUERY_STRING"] == ""
+    assert environ["RAW_URI"] == environ["REQUEST_URI"] == "*"
 
 
 def test_fragment_is_not_in_path_or_query() -> None:

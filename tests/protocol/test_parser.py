@@ -34,15 +34,15 @@ def test_auto_falls_back_to_h11(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("name", BACKENDS)
 def test_new_parser(name: str) -> None:
     parser = new_parser(name)
-    assert parser.name == name
     assert parser.limits == Limits()
     assert head_parser_class(name).name == name
     limits = Limits(body_size=5)
     assert new_parser(name, limits).limits is limits
 
 
-def test_new_parser_default_is_auto() -> None:
-    assert new_parser().name == "httptools"
+def test_auto_is_httptools_where_it_is_installed() -> None:
+    assert resolve_backend_name("auto") == "httptools"
+    assert head_parser_class("auto").name == "httptools"
 
 
 def test_limits_head_size() -> None:

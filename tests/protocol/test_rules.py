@@ -6,7 +6,15 @@ import pytest
 
 from greenserve.errors import ProtocolError
 from greenserve.protocol.events import Limits, Request
-from greenserve.protocol.rules import check_raw_head, check_target, finish_head, parse_content_length
+from greenserve.protocol.rules import (
+    METHODS,
+    check_raw_head,
+    check_target,
+    check_transfer_encoding,
+    check_version,
+    finish_head,
+    parse_content_length,
+)
 
 HOST = [(b"Host", b"example.com")]
 
@@ -182,10 +190,27 @@ def test_finish_head_chunked() -> None:
 
 @pytest.mark.parametrize(
     ("version", "status"),
-    [("2.0", 505), ("3.0", 505), ("1.2", 505), ("0.9", 400)],
+    [("2.0", 505), ("3.0", 505), ("9.9", 505), ("0.1", 505), ("0.9", 400)],
 )
 def test_finish_head_versions(version: str, status: int) -> None:
     assert finish_status(HOST, version=version) == status
+    assert status_of(check_version, version) == status
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.5", "1.9"])
+def test_finish_head_later_http1_minor_is_processed_as_1_1(version: str) -> None:
+    """RFC 9110 2.5: a higher minor version is processed as the highest one implemented."""
+    assert check_version(version) == "1.1"
+    request = finish(HOST, version=version)
+    assert request.version == "1.1"
+    assert request.keep_alive is True
+    assert finish_status([], version=version) == 400  # and its Host rule applies
+
+
+def test_finish_head_version_comes_first() -> None:
+    """A version the server does not speak is answered before anything in the head is judged."""
+    headers = [*HOST, *HOST, (b"Transfer-Encoding", b"gzip")]
+    assert finish_status(headers, method="get", version="2.0") == 505
 
 
 def test_finish_head_http10_without_host() -> None:
@@ -205,10 +230,13 @@ def test_finish_head_http10_without_host() -> None:
         ([*HOST, (b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"5")], 400),
         ([*HOST, (b"Transfer-Encoding", b"gzip")], 400),
         ([*HOST, (b"Transfer-Encoding", b"identity")], 400),
-        ([*HOST, (b"Transfer-Encoding", b"gzip, chunked")], 400),
+        ([*HOST, (b"Transfer-Encoding", b"gzip, chunked")], 501),
+        ([*HOST, (b"Transfer-Encoding", b"gzip"), (b"Transfer-Encoding", b"chunked")], 501),
         ([*HOST, (b"Transfer-Encoding", b"chunked, gzip")], 400),
         ([*HOST, (b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"chunked")], 400),
         ([*HOST, (b"Transfer-Encoding", b"")], 400),
+        ([(b"Transfer-Encoding", b"gzip, chunked")], 400),  # no Host: malformed first
+        ([*HOST, (b"Content-Length", b"5"), (b"Transfer-Encoding", b"gzip, chunked")], 400),
     ],
 )
 def test_finish_head_framing_errors(headers: list[tuple[bytes, bytes]], status: int) -> None:
@@ -217,6 +245,125 @@ def test_finish_head_framing_errors(headers: list[tuple[bytes, bytes]], status: 
 
 def test_finish_head_http10_transfer_encoding() -> None:
     assert finish_status([(b"Transfer-Encoding", b"chunked")], version="1.0", method="POST") == 400
+
+
+def test_finish_head_http10_unknown_transfer_coding() -> None:
+    """HTTP/1.0 with Transfer-Encoding is faulty framing (400), whatever the coding."""
+    assert finish_status([(b"Transfer-Encoding", b"gzip, chunked")], version="1.0", method="POST") == 400
+
+
+# -- check_transfer_encoding -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b"chunked"],
+        [b"Chunked"],
+        [b"CHUNKED"],
+    ],
+)
+def test_transfer_encoding_chunked(values: list[bytes]) -> None:
+    check_transfer_encoding(values)
+    assert finish([*HOST, *((b"Transfer-Encoding", value) for value in values)], method="POST").chunked
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b"gzip, chunked"],
+        [b"GZIP,chunked"],
+        [b"gzip \t,\t chunked"],
+        [b"x-custom, deflate, chunked"],
+        [b"identity, chunked"],  # identity is no longer a transfer coding (RFC 7230)
+        [b"gzip;level=9, chunked"],
+        [b"gzip ;a=b, chunked"],  # OWS before ";" is allowed
+        [b'gzip ; q = "a, \\"b\\"" , chunked'],  # a comma inside a quoted-string is not a separator
+        [b"gzip", b"chunked"],  # two field lines are one list (RFC 9110 5.3)
+        [b"gzip", b"br, chunked"],
+    ],
+)
+def test_transfer_encoding_unknown_coding_is_501(values: list[bytes]) -> None:
+    """RFC 9112 6.1: well-formed, chunked last, but a coding the server does not decode."""
+    assert status_of(check_transfer_encoding, values) == 501
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        # chunked not the final coding: the length cannot be determined (RFC 9112 6.3: MUST 400)
+        [b"gzip"],
+        [b"xchunked"],
+        [b"chunkedx"],
+        [b"chunked, gzip"],
+        [b"chunked", b"gzip"],
+        [b"identity"],
+        # chunked more than once (RFC 9112 6.1: MUST NOT)
+        [b"chunked, chunked"],
+        [b"chunked", b"chunked"],
+        [b"chunked, gzip, chunked"],
+        # parameters on chunked, which defines none
+        [b"chunked;q=1"],
+        [b"gzip, chunked;a=b"],
+        # malformed lists and codings
+        [b""],
+        [b", chunked"],
+        [b"chunked,"],
+        [b"gzip,, chunked"],
+        [b"gzip chunked"],
+        [b"gz(ip), chunked"],
+        [b'"gzip", chunked'],
+        [b"gzip;, chunked"],
+        [b"gzip;a, chunked"],
+        [b"gzip;a=, chunked"],
+        [b'gzip;a="unterminated, chunked'],
+        [b"gzip;a=b c, chunked"],
+        [b"chunked;"],
+        [b"chunked", b""],
+    ],
+)
+def test_transfer_encoding_malformed_is_400(values: list[bytes]) -> None:
+    assert status_of(check_transfer_encoding, values) == 400
+
+
+# -- methods ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method",
+    sorted(
+        {
+            "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "PRI",
+            "ACL", "BASELINE-CONTROL", "BIND", "CHECKIN", "CHECKOUT", "COPY", "LABEL", "LINK",
+            "LOCK", "MERGE", "MKACTIVITY", "MKCALENDAR", "MKCOL", "MKREDIRECTREF", "MKWORKSPACE",
+            "MOVE", "ORDERPATCH", "PROPFIND", "PROPPATCH", "REBIND", "REPORT", "SEARCH", "UNBIND",
+            "UNCHECKOUT", "UNLINK", "UNLOCK", "UPDATE", "UPDATEREDIRECTREF", "VERSION-CONTROL",
+            "QUERY", "PURGE", "SOURCE", "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE",
+        }
+    ),
+)  # fmt: skip
+def test_finish_head_registered_methods(method: str) -> None:
+    """Every method of the IANA registry, and the others llhttp knows, reaches the application."""
+    assert method in METHODS
+    assert finish(HOST, method=method).method == method
+
+
+@pytest.mark.parametrize(
+    "method", ["get", "Get", "post", "FOO", "BREW", "-BLARGH", "*", "GET_PARAMETER", "SETUP"]
+)
+def test_finish_head_unrecognised_methods_are_501(method: str) -> None:
+    """Methods are case-sensitive (RFC 9110 9.1); one the server does not recognise is 501."""
+    assert finish_status(HOST, method=method) == 501
+
+
+def test_finish_head_malformed_beats_unknown_method() -> None:
+    assert finish_status([], method="FOO") == 400
+    assert finish_status([*HOST, (b"Content-Length", b"x")], method="FOO") == 400
+    assert finish_status([*HOST, (b"Transfer-Encoding", b"chunked, gzip")], method="FOO") == 400
+    assert finish_status(HOST, method="FOO", target=b"*") == 400
+    # ... and an unknown method is answered before the body limit.
+    too_large = [*HOST, (b"Content-Length", b"99")]
+    assert finish_status(too_large, method="FOO", limits=Limits(body_size=10)) == 501
 
 
 def test_finish_head_connect() -> None:

@@ -309,7 +309,7 @@ def test_from_mapping_bad_value_names_source_and_setting() -> None:
     [
         ("max-body-size", "max_body_size"),
         ("Keep_Alive", "keep_alive"),
-        ("keepalive", "keep_alive"),
+        ("keep_alvie", "keep_alive"),
         ("bnd", "bind"),
     ],
 )
@@ -503,3 +503,234 @@ def test_format_config_is_valid_python_with_every_setting() -> None:
         if name in HOOKS:
             continue
         assert re.search(rf"^{name} = ", text, re.MULTILINE), name
+
+
+# -- gunicorn's spellings and values -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "alias", "canonical"),
+    [
+        ("pidfile", "--pid", "--pidfile"),
+        ("error_logfile", "--log-file", "--error-logfile"),
+        ("limit_request_field_size", "--limit-request-field_size", "--limit-request-field-size"),
+        ("proc_name", "--name", "--proc-name"),
+        ("umask", "-m", "--umask"),
+        ("raw_env", "-e", "--env"),
+        ("worker_class", "-k", "--worker-class"),
+    ],
+)
+def test_gunicorn_flags_are_other_spellings_of_the_setting(name: str, alias: str, canonical: str) -> None:
+    meta = SETTINGS[name]
+    assert alias in meta.flags
+    assert meta.long_flag == canonical  # what greenserve writes and names in messages
+
+
+def test_every_boolean_has_a_negative_flag() -> None:
+    for name, meta in SETTINGS.items():
+        if meta.parse is parse_bool:
+            assert meta.negative == "--no-" + meta.long_flag.removeprefix("--"), name
+
+
+# -- Proxy settings ---------------------------------------------------------------------------
+
+
+def test_proxy_defaults() -> None:
+    config = Config()
+    assert config.proxy_protocol == "off"
+    assert config.proxy_allow_ips == ("127.0.0.1", "::1")
+    assert config.forwarded_allow_ips == ("127.0.0.1", "::1")
+    assert config.trust_unix_peers is True
+    assert (config.forwarded_host, config.forwarded_port, config.forwarded_prefix) == (False, False, False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, "none"), ("1", "optional"), (" 2 ", "required"), ("REQUIRED", "required"), ("none", "none")],
+)
+def test_cert_reqs_accepts_gunicorn_numbers(value: object, expected: str) -> None:
+    assert parser("cert_reqs")(value) == expected
+
+
+@pytest.mark.parametrize("value", [3, "-1", "always", True])
+def test_cert_reqs_refuses_other_values(value: object) -> None:
+    with pytest.raises(ValueError, match="none, optional or required"):
+        parser("cert_reqs")(value)
+
+
+@pytest.mark.parametrize("name", ["limit_request_line", "limit_request_fields", "limit_request_field_size"])
+def test_gunicorn_unlimited_header_limit_is_refused_clearly(name: str) -> None:
+    with pytest.raises(ValueError, match="gunicorn's 'unlimited'"):
+        parser(name)("0")
+    assert parser(name)("100") == 100
+
+
+def test_raw_env() -> None:
+    parse = parser("raw_env")
+    assert parse(["A=1", "B=x=y", "EMPTY="]) == ("A=1", "B=x=y", "EMPTY=")
+    assert parse("A=1, B=two words") == ("A=1", "B=two words")  # strings split on commas only
+    assert Config().raw_env == ()
+
+
+@pytest.mark.parametrize(
+    ("items", "error"),
+    [
+        (["NOEQUALS"], "expected KEY=VALUE"),
+        (["=value"], "expected KEY=VALUE"),
+        ([" A=1"], "expected KEY=VALUE"),
+        (["A\x01=1"], "expected KEY=VALUE"),
+        (["A=\0"], "NUL"),
+        (["GREENSERVE_WORKERS=4"], "settings directly"),
+    ],
+)
+def test_raw_env_refuses(items: list[str], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        parser("raw_env")(items)
+
+
+@pytest.mark.parametrize("value", ["", "   ", "sync\nINFO forged", "x" * 201, 3])
+def test_worker_class_must_be_a_printable_name(value: object) -> None:
+    with pytest.raises(ValueError):
+        parser("worker_class")(value)
+
+
+def test_worker_class_keeps_the_name() -> None:
+    assert parser("worker_class")(" uvicorn.workers.UvicornWorker ") == "uvicorn.workers.UvicornWorker"
+    assert Config().worker_class == "gevent"
+
+
+def test_initgroups_needs_user() -> None:
+    with pytest.raises(ConfigError, match="initgroups needs user"):
+        Config(initgroups=True)
+    assert Config(initgroups=True, user="nobody").initgroups
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("keepalive", "did you mean 'keep_alive'? 'keepalive' is gunicorn's name"),
+        ("preload_app", "did you mean 'preload'?"),
+        ("errorlog", "did you mean 'error_logfile'?"),
+        ("threads", "runs each request in a greenlet: threads has no equivalent"),
+        ("daemon", "does not daemonize"),
+        ("on_reload", "gunicorn's on_reload hook does not exist"),
+    ],
+)
+def test_suggest_explains_gunicorn_names(name: str, expected: str) -> None:
+    assert expected in suggest(name)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        from_mapping({name: 1}, "gunicorn.conf.py")
+
+
+# -- format_config with sources --------------------------------------------------------------------
+
+
+def test_format_config_with_sources_is_valid_python() -> None:
+    config = Config(keep_alive=3, access_logformat="%(h)s  # not a comment")
+    sources = {"keep_alive": "command line", "workers": "/srv/app/greenserve.conf.py\nimport os"}
+    text = format_config(config, sources)
+    namespace: dict[str, object] = {}
+    exec(compile(text, "greenserve.conf.py", "exec"), namespace)
+    assert namespace["keep_alive"] == 3
+    assert namespace["access_logformat"] == "%(h)s  # not a comment"
+    assert "import os" not in namespace
+    lines = {line.split(" = ", 1)[0]: line for line in text.splitlines()}
+    assert lines["keep_alive"].endswith("  # command line")
+    assert lines["workers"].endswith("  # /srv/app/greenserve.conf.py\\nimport os")
+    assert lines["backlog"].endswith("  # default")
+    assert format_config(config).splitlines()[0] == "app = ''"  # no sources: no comments
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("off", "off"),
+        ("V1", "v1"),
+        (" v2 ", "v2"),
+        ("auto", "auto"),
+        (True, "auto"),
+        (False, "off"),
+        ("true", "auto"),
+        ("1", "auto"),
+        ("false", "off"),
+        ("0", "off"),
+    ],
+)
+def test_proxy_protocol_modes(value: object, expected: str) -> None:
+    assert parser("proxy_protocol")(value) == expected
+
+
+@pytest.mark.parametrize("value", ["v3", "on", "both", "", "1.0", 2])
+def test_proxy_protocol_invalid(value: object) -> None:
+    with pytest.raises(ValueError, match="expected one of off, v1, v2, auto"):
+        parser("proxy_protocol")(value)
+
+
+@pytest.mark.parametrize("name", ["forwarded_allow_ips", "proxy_allow_ips"])
+def test_allow_lists_accept_addresses_networks_and_star(name: str) -> None:
+    assert parser(name)("10.0.0.1, 10.0.0.0/8 ,fd00::/8, ::1") == (
+        "10.0.0.1",
+        "10.0.0.0/8",
+        "fd00::/8",
+        "::1",
+    )
+    assert parser(name)(["*"]) == ("*",)
+    assert parser(name)("") == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "flag"),
+    [("forwarded_allow_ips", "--forwarded-allow-ips"), ("proxy_allow_ips", "--proxy-allow-from")],
+)
+@pytest.mark.parametrize("bad", ["10.0.0.0/33", "10.0.0.1/abc", "nginx", "10.0.0.256"])
+def test_bad_allow_list_entry_is_a_config_error(name: str, flag: str, bad: str) -> None:
+    from greenserve.config_sources import resolve
+
+    with pytest.raises(ConfigError) as info:
+        resolve({name: f"127.0.0.1,{bad}"}, environ={}, cwd="/")
+    message = str(info.value)
+    assert message.startswith(f"command line: {flag}: {bad!r} is not an IP address")
+    with pytest.raises(ConfigError, match=rf"^src: {name}: "):
+        from_mapping({name: [bad]}, "src")
+
+
+def test_proxy_settings_from_the_environment() -> None:
+    values = from_environ(
+        {
+            "GREENSERVE_PROXY_PROTOCOL": "v2",
+            "GREENSERVE_PROXY_ALLOW_IPS": "10.0.0.0/8",
+            "GREENSERVE_TRUST_UNIX_PEERS": "false",
+            "GREENSERVE_FORWARDED_HOST": "true",
+        }
+    )
+    config = from_mapping(values, "environment")
+    assert config.proxy_protocol == "v2"
+    assert config.proxy_allow_ips == ("10.0.0.0/8",)
+    assert config.trust_unix_peers is False
+    assert config.forwarded_host is True
+
+
+def test_proxy_flags_on_the_command_line() -> None:
+    from greenserve.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "--proxy-protocol",
+            "auto",
+            "--proxy-allow-from",
+            "10.0.0.0/8",
+            "--no-trust-unix-peers",
+            "--forwarded-host",
+            "--forwarded-port",
+            "--forwarded-prefix",
+            "app:app",
+        ]
+    )
+    values = {name: value for name, value in vars(args).items() if name in SETTINGS}
+    config = from_mapping(values, "command line")
+    assert (config.proxy_protocol, config.proxy_allow_ips, config.trust_unix_peers) == (
+        "auto",
+        ("10.0.0.0/8",),
+        False,
+    )
+    assert (config.forwarded_host, config.forwarded_port, config.forwarded_prefix) == (True, True, True)

@@ -9,7 +9,17 @@ import pytest
 
 from greenserve import config as config_module
 from greenserve.config import Config
-from greenserve.config_sources import DEFAULT_CONFIG_FILE, read_pyproject, read_python_config, resolve
+from greenserve.config_sources import (
+    COMMAND_LINE,
+    DEFAULT,
+    DEFAULT_CONFIG_FILE,
+    gather,
+    read_pyproject,
+    read_python_config,
+    resolve,
+    resolve_with_sources,
+    setting_sources,
+)
 from greenserve.errors import ConfigError
 
 HOOKS = tuple(getattr(config_module, "HOOKS", ()))
@@ -286,3 +296,77 @@ def test_bad_value_in_a_lower_layer_is_an_error_even_if_overridden(tmp_path: Pat
     write(tmp_path / "pyproject.toml", "[tool.greenserve]\nworkers = 0\n")
     with pytest.raises(ConfigError, match="pyproject"):
         resolve({"workers": 2}, environ={}, cwd=str(tmp_path))
+
+
+# -- setting_sources: where each value comes from --------------------------------------------
+
+
+def test_setting_sources_names_every_layer(project: Path) -> None:
+    environ = {"GREENSERVE_BACKLOG": "30"}
+    sources = setting_sources({"workers": "5", "app": "x:app"}, environ=environ, cwd=str(project))
+    assert set(sources) == set(config_module.SETTINGS)
+    assert sources["workers"] == COMMAND_LINE
+    assert sources["app"] == COMMAND_LINE
+    assert sources["backlog"] == "GREENSERVE_BACKLOG"
+    assert sources["keep_alive"] == str(project / DEFAULT_CONFIG_FILE)
+    assert sources["log_level"] == f"{project / 'pyproject.toml'} [tool.greenserve]"
+    assert sources["graceful_timeout"] == DEFAULT
+
+
+def test_setting_sources_explicit_config_file_is_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "custom.py", "backlog = 7\n")
+    sources = setting_sources(config_path="custom.py", environ={}, cwd=str(tmp_path))
+    assert sources["backlog"] == str(tmp_path / "custom.py")
+
+
+@pytest.mark.parametrize(
+    ("environ", "workers", "bind"),
+    [
+        ({}, DEFAULT, DEFAULT),
+        ({"WEB_CONCURRENCY": "3", "PORT": "8080"}, "WEB_CONCURRENCY", "PORT"),
+        ({"PORT": "http"}, DEFAULT, DEFAULT),  # not a port number: the default stays 127.0.0.1:8000
+        ({"WEB_CONCURRENCY": "3", "GREENSERVE_WORKERS": "2"}, "GREENSERVE_WORKERS", DEFAULT),
+    ],
+)
+def test_setting_sources_conventional_variables(
+    tmp_path: Path, environ: dict[str, str], workers: str, bind: str
+) -> None:
+    sources = setting_sources(environ=environ, cwd=str(tmp_path))
+    assert (sources["workers"], sources["bind"]) == (workers, bind)
+
+
+def test_resolve_with_sources_agrees_with_resolve(project: Path) -> None:
+    environ = {"GREENSERVE_BACKLOG": "30"}
+    config, files, sources = resolve_with_sources({"workers": 5}, environ=environ, cwd=str(project))
+    assert (config, files) == resolve({"workers": 5}, environ=environ, cwd=str(project))
+    assert sources == setting_sources({"workers": 5}, environ=environ, cwd=str(project))
+
+
+def test_gather_reports_the_source_of_a_bad_value(project: Path) -> None:
+    with pytest.raises(ConfigError, match="GREENSERVE_BACKLOG"):
+        gather({}, environ={"GREENSERVE_BACKLOG": "many"}, cwd=str(project))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "keepalive = 3\n",
+            "unknown setting 'keepalive' (did you mean 'keep_alive'? 'keepalive' is gunicorn's name)",
+        ),
+        (
+            "threads = 4\n",
+            "unknown setting 'threads' (greenserve runs each request in a greenlet: threads has no",
+        ),
+        ("daemon = True\n", "unknown setting 'daemon' (greenserve does not daemonize"),
+    ],
+)
+def test_gunicorn_conf_names_are_explained(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path / "gunicorn_style.py", text)
+    with pytest.raises(ConfigError) as info:
+        read_python_config(path)
+    assert expected in str(info.value)
+    assert "prefix helper names" not in str(info.value)

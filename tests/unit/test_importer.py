@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -216,7 +217,7 @@ def test_module_with_syntax_error(modules) -> None:
 
 def test_missing_attribute(modules) -> None:
     modules("gs_app_attrs", WSGI)
-    assert load_error("gs_app_attrs:nope") == "module 'gs_app_attrs' has no attribute 'nope'"
+    assert load_error("gs_app_attrs:nope").startswith("module 'gs_app_attrs' has no attribute 'nope'")
     assert "no attribute 'holder.missing'" in load_error("gs_app_attrs:holder.missing")
 
 
@@ -322,7 +323,6 @@ def test_prepare_path_chdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         importer.prepare_path(chdir=str(tmp_path / "missing"))
 
 
-@pytest.mark.skipif(not hasattr(importer, "detect_interface"), reason="no ASGI detection")
 def test_detect_interface() -> None:
     def wsgi(environ, start_response):
         return []
@@ -352,3 +352,164 @@ def test_detect_interface() -> None:
     assert detect(Asgi2) == "asgi2"
     assert detect(WsgiClass) == "wsgi"
     assert detect(print) == "wsgi"
+
+
+# -- errors name the user's own code -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "error"),
+    [
+        # Raised inside the standard library: <frozen os>, json/decoder.py.
+        ("import os\n\nSECRET = os.environ['GS_SURELY_UNSET_VARIABLE']\n", 3, "KeyError"),
+        ("import json\nx = 1\nCONF = json.loads('{not json')\n", 3, "JSONDecodeError"),
+    ],
+)
+def test_error_raised_in_the_standard_library_names_the_users_line(
+    modules, source: str, line: int, error: str
+) -> None:
+    path = modules("gs_stdlib_raises", source)
+    message = load_error("gs_stdlib_raises:app")
+    assert error in message
+    assert message.endswith(f"{os.sep}{Path(path).name}:{line})"), message
+    assert "frozen" not in message
+    assert "decoder.py" not in message
+
+
+def test_error_raised_in_an_installed_package_names_the_users_line(
+    modules, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library that raises (Django's ImproperlyConfigured, say) is not where the user looks."""
+    library = tmp_path / "site-packages"
+    library.mkdir()
+    (library / "gs_fake_library.py").write_text("def configure():\n    raise LookupError('no settings')\n")
+    monkeypatch.syspath_prepend(str(library))
+    own, _ = importer._library_dirs()
+    monkeypatch.setattr(importer, "_library_dirs", lambda: (own, (str(library) + os.sep,)))
+    path = modules("gs_uses_library", "import gs_fake_library\n\ngs_fake_library.configure()\n")
+    message = load_error("gs_uses_library:app")
+    assert "LookupError: no settings" in message
+    assert message.endswith(f"{os.sep}{Path(path).name}:3)"), message
+    sys.modules.pop("gs_fake_library", None)
+
+
+def test_error_in_an_installed_application_still_names_a_line(
+    modules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the application itself is installed, its own frames are the best there is."""
+    path = modules("gs_installed_app", "x = 1\nraise ValueError('broken config')\n")
+    own, _ = importer._library_dirs()
+    installed = (str(Path(path).parent) + os.sep,)
+    monkeypatch.setattr(importer, "_library_dirs", lambda: (own, installed))
+    assert load_error("gs_installed_app:app").endswith(f"{os.sep}{Path(path).name}:2)")
+
+
+# -- hints for the usual first-hour mistakes -------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with ``app.py``, ``src/app.py`` and ``src/pkg/wsgi.py`` in a package."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "src" / "app.py").write_text("def create_app():\n    return None\n")
+    (tmp_path / "src" / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "src" / "pkg" / "wsgi.py").write_text("application = object()\n")
+    (tmp_path / "my dir").mkdir()
+    (tmp_path / "my dir" / "main.py").write_text("api: object = object()\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("spec", "hint"),
+    [
+        ("app.py", "run greenserve app:app"),
+        ("./app.py", "run greenserve app:app"),
+        ("app.py:server", "run greenserve app:server"),
+        ("src/app.py", "run greenserve --chdir src app:create_app()"),
+        ("src/pkg/wsgi.py", "run greenserve --chdir src pkg.wsgi:application"),
+        ("src/pkg/__init__.py", "run greenserve --chdir src pkg:app"),
+        ("my dir/main.py", "run greenserve --chdir 'my dir' main:api"),
+        ("missing/app.py", "run greenserve --chdir missing app:app"),
+    ],
+)
+def test_file_path_given_as_the_application(project: Path, spec: str, hint: str) -> None:
+    for check in (split_spec, load_app, importer.parse_spec):
+        with pytest.raises(AppLoadError) as info:
+            check(spec)
+        assert str(info.value) == f"{spec!r} is a file path, not a module: {hint}"
+
+
+def test_file_path_hint_does_not_run_the_file(project: Path) -> None:
+    (project / "side_effect.py").write_text("open('ran', 'w').close()\napplication = 1\n")
+    assert "side_effect:application" in importer.file_spec_hint("side_effect.py")
+    assert not (project / "ran").exists()
+
+
+def test_windows_file_path(project: Path) -> None:
+    assert importer._is_file_path("C:\\srv\\app.py")
+    assert "is a file path" in importer.file_spec_hint("C:\\srv\\app.py")
+
+
+@pytest.mark.parametrize(
+    ("source", "spec", "hint"),
+    [
+        # A Flask or FastAPI module whose object is `app`: `greenserve module` looks for `application`.
+        (
+            "def app(environ, start_response):\n    return []\n",
+            "gs_hint_app",
+            "(the default when no ':attribute' is given); it has 'app': try 'gs_hint_app:app'",
+        ),
+        ("def create_app():\n    return None\n", "gs_hint_factory", "try 'gs_hint_factory:create_app()'"),
+        (
+            "def application(e, s):\n    return []\n",
+            "gs_hint_typo:aplication",
+            "try 'gs_hint_typo:application'",
+        ),
+        ("class holder:\n    app = 1\n", "gs_hint_dotted:holder.ap", "try 'gs_hint_dotted:holder.app'"),
+    ],
+)
+def test_missing_attribute_hints_at_what_the_module_has(modules, source: str, spec: str, hint: str) -> None:
+    modules(spec.partition(":")[0], source)
+    message = load_error(spec)
+    assert "has no attribute" in message
+    assert message.endswith(hint), message
+
+
+def test_missing_attribute_without_anything_similar(modules) -> None:
+    modules("gs_hint_nothing", "x = 1\n")
+    assert load_error("gs_hint_nothing") == "module 'gs_hint_nothing' has no attribute 'application'"
+
+
+def test_module_in_a_subdirectory_hints_at_chdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "gs_elsewhere.py").write_text("app = 1\n")
+    assert load_error("gs_elsewhere:app") == (
+        "cannot import 'gs_elsewhere': no module named 'gs_elsewhere' "
+        "(found src/gs_elsewhere.py: add --chdir src)"
+    )
+
+
+def test_error_location_without_sysconfig(modules, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After --user, the interpreter's _sysconfigdata may be unreadable: the report must still come."""
+
+    def unreadable() -> dict[str, str]:
+        raise ModuleNotFoundError("No module named '_sysconfigdata__linux_x86_64-linux-gnu'")
+
+    monkeypatch.setattr(importer.sysconfig, "get_paths", unreadable)
+    path = modules("gs_no_sysconfig", "import os\n\nos.environ['GS_SURELY_UNSET_VARIABLE']\n")
+    assert load_error("gs_no_sysconfig:app").endswith(f"{os.sep}{Path(path).name}:3)")
+
+
+def test_a_failing_hint_leaves_the_error_intact(modules) -> None:
+    modules(
+        "gs_odd_module",
+        "import sys, types\n"
+        "class _Odd(types.ModuleType):\n"
+        "    def __dir__(self):\n"
+        "        raise RuntimeError('no listing')\n"
+        "sys.modules[__name__].__class__ = _Odd\n",
+    )
+    assert load_error("gs_odd_module:app") == "module 'gs_odd_module' has no attribute 'app'"

@@ -92,7 +92,6 @@ def test_validate_binds() -> None:
         validate_binds(["127.0.0.1:1", "nope:port"])
 
 
-@pytest.mark.skipif(not hasattr(BindSpec, "display"), reason="no BindSpec.display")
 @pytest.mark.parametrize(
     ("spec", "shown"),
     [

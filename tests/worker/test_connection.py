@@ -11,6 +11,8 @@ import json
 import socket
 import threading
 import time
+import warnings
+from wsgiref.validate import WSGIWarning, validator
 
 import gevent
 import pytest
@@ -120,6 +122,42 @@ def test_http10_closes(harness):
     assert closed
     assert data.endswith(b"/old")
     assert b"Connection: close" in data
+
+
+def test_options_asterisk_passes_wsgiref_validate(harness, backend):
+    """OPTIONS * reaches a validated application: PATH_INFO is '', RAW_URI and REQUEST_URI '*'.
+
+    wsgiref.validate asserts that PATH_INFO is empty or starts with '/' (and
+    checks the rest of the environ, start_response and the iterable's close()).
+    """
+    seen: list[dict] = []
+    keys = ("PATH_INFO", "RAW_URI", "REQUEST_URI", "QUERY_STRING")
+
+    def inner(environ, start_response):
+        seen.append({key: environ.get(key) for key in keys})
+        headers = [("Content-Type", "text/plain"), ("Allow", "GET, HEAD, OPTIONS")]
+        start_response("200 OK", headers)
+        return [environ["REQUEST_METHOD"].encode()]
+
+    h = harness(validator(inner), http=backend)
+
+    def client():
+        with h.connect() as sock:
+            sock.sendall(request_bytes("OPTIONS", "*") + request_bytes("GET", "/after?x=1"))
+            reader = ResponseReader(sock)
+            first = reader.read("OPTIONS")
+            second = reader.read()
+            return (first.status, first.getheader("Allow"), first.body), (second.status, second.body)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)  # a validator warning fails the request (500)
+        first, second = run_in_thread(client)
+    assert first == (200, "GET, HEAD, OPTIONS", b"OPTIONS")
+    assert second == (200, b"GET")
+    assert seen == [
+        {"PATH_INFO": "", "RAW_URI": "*", "REQUEST_URI": "*", "QUERY_STRING": ""},
+        {"PATH_INFO": "/after", "RAW_URI": "/after?x=1", "REQUEST_URI": "/after?x=1", "QUERY_STRING": "x=1"},
+    ]
 
 
 # -- pipelining ---------------------------------------------------------------------
@@ -634,12 +672,29 @@ def test_a_request_sent_before_a_graceful_stop_reaches_its_connection(pair):
     assert run_in_thread(client) == (200, b"/late", "close", True)
 
 
-def test_a_connection_without_a_request_closes_at_once_on_a_graceful_stop(pair):
+def test_a_connection_without_a_request_closes_after_the_drain_grace_on_a_graceful_stop(pair):
+    """Its client may be sending its first request right now: it gets the grace, then a close."""
+    p = pair(make_app())
+    started = time.monotonic()
+    p.server.stop_accepting()
+    p.conn.greenlet.join(p.server.drain_grace + 2)
+    assert p.conn.greenlet.dead
+    assert time.monotonic() - started >= p.server.drain_grace - 0.1
+    assert run_in_thread(lambda: read_until_close(p.client, 2)) == (b"", True)
+
+
+def test_a_request_sent_during_the_drain_grace_is_answered_with_close(pair):
     p = pair(make_app())
     p.server.stop_accepting()
-    p.conn.greenlet.join(2)
-    assert p.conn.greenlet.dead
-    assert run_in_thread(lambda: read_until_close(p.client, 2)) == (b"", True)
+    gevent.sleep(0.3)
+    p.client.sendall(request_bytes("GET", "/in-grace"))
+
+    def client():
+        reader = ResponseReader(p.client)
+        response = reader.read()
+        return response.status, response.body, response.getheader("Connection"), reader.at_eof()
+
+    assert run_in_thread(client) == (200, b"/in-grace", "close", True)
 
 
 def test_a_parked_connection_whose_request_raced_with_the_shutdown_is_served(harness):

@@ -12,6 +12,7 @@ def _record(name, **extra):
         "pid": os.getpid(),
         "ppid": os.getppid(),
         "modules": modules,
+        "greenserve_modules": sorted(k for k in sys.modules if k.startswith("greenserve.")),
         "app_imported": "mapp" in sys.modules,
         **extra,
     }

@@ -194,6 +194,79 @@ case(
     ],
     "Whitespace around a field value is OWS, not part of it: 'Content-Length:  5 ' is a valid length.",
 )
+# Optional whitespace (OWS = SP / HTAB, RFC 9110 5.6.3) around field values and list elements
+# is not part of them, on both backends and for every field the rules read.
+case(
+    "ows_tabs_around_content_length",
+    b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: \t 5 \t\r\n\r\nhello",
+    [
+        req("POST", headers=[("Host", "example.com"), ("Content-Length", "5")], content_length=5),
+        body("hello"),
+        END,
+    ],
+    "Tabs and spaces around a Content-Length value are OWS: the length is 5.",
+)
+case(
+    "ows_tabs_around_transfer_encoding",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\t \tchunked \t \r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    [
+        req("POST", headers=[("Host", "a"), ("Transfer-Encoding", "chunked")], chunked=True),
+        body("hello"),
+        END,
+    ],
+    "Tabs and spaces around 'chunked' are OWS (llhttp alone would refuse a tab after it).",
+)
+case(
+    "ows_tab_after_transfer_encoding",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n",
+    [req("POST", headers=[("Host", "a"), ("Transfer-Encoding", "chunked")], chunked=True), END],
+    "A single tab after 'chunked' is trailing OWS.",
+)
+case(
+    "ows_connection_list",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection:  keep-alive ,\t close \r\n\r\n",
+    [req(headers=[("Host", "a"), ("Connection", "keep-alive ,\t close")], keep_alive=False), END],
+    "OWS around list elements: 'close' is in the Connection list; inner whitespace stays in the value.",
+)
+case(
+    "ows_connection_keep_alive_http10",
+    b"GET / HTTP/1.0\r\nConnection:\tKeep-Alive\t\r\n\r\n",
+    [req(version="1.0", headers=[("Connection", "Keep-Alive")], keep_alive=True), END],
+    "Tabs around keep-alive on HTTP/1.0.",
+)
+case(
+    "ows_expect_tabs",
+    b"POST / HTTP/1.1\r\nHost: a\r\nExpect:\t100-continue \t\r\nContent-Length: 1\r\n\r\nx",
+    [
+        req(
+            "POST",
+            headers=[("Host", "a"), ("Expect", "100-continue"), ("Content-Length", "1")],
+            content_length=1,
+            expect_continue=True,
+        ),
+        body("x"),
+        END,
+    ],
+    "Tabs around the expectation.",
+)
+case(
+    "ows_host_tabs",
+    b"GET / HTTP/1.1\r\nHost: \t example.com:8080\t \r\n\r\n",
+    [req(headers=[("Host", "example.com:8080")]), END],
+    "Tabs and spaces around the Host value are not part of it.",
+)
+case(
+    "ows_only_value",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-Blank: \t \t\r\n\r\n",
+    [req(headers=[("Host", "a"), ("X-Blank", "")]), END],
+    "A value of only OWS is an empty value.",
+)
+case(
+    "ows_inside_content_length",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\t5\r\n\r\nhello",
+    [error(400)],
+    "Whitespace inside a Content-Length value (not around it) is malformed.",
+)
 case(
     "head_request",
     b"HEAD /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n",
@@ -621,28 +694,92 @@ case(
     limits={"body_size": 0},
 )
 
-# Methods llhttp does not know (the one deliberate backend difference).
+# Methods: case-sensitive tokens (RFC 9110 9.1). Registered ones reach the application on both
+# backends, including those llhttp does not know; any other token is 501; a non-token is 400.
+case(
+    "method_registered_unknown_to_llhttp",
+    b"BASELINE-CONTROL /v HTTP/1.1\r\nHost: a\r\n\r\n"
+    b"VERSION-CONTROL /v HTTP/1.1\r\nHost: a\r\n\r\n"
+    b"UPDATEREDIRECTREF /v HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok"
+    b"LABEL /v HTTP/1.1\r\nHost: a\r\n\r\n",
+    [
+        req("BASELINE-CONTROL", "/v", headers=[("Host", "a")]),
+        END,
+        req("VERSION-CONTROL", "/v", headers=[("Host", "a")]),
+        END,
+        req("UPDATEREDIRECTREF", "/v", headers=[("Host", "a"), ("Content-Length", "2")], content_length=2),
+        body("ok"),
+        END,
+        req("LABEL", "/v", headers=[("Host", "a")]),
+        END,
+    ],
+    "Methods of the IANA registry that llhttp does not know reach the application on both backends.",
+)
+case(
+    "method_known_to_llhttp",
+    b"PURGE /c HTTP/1.1\r\nHost: a\r\n\r\n"
+    b"QUERY /q HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nq=1"
+    b"M-SEARCH /ssdp HTTP/1.1\r\nHost: a\r\n\r\n",
+    [
+        req("PURGE", "/c", headers=[("Host", "a")]),
+        END,
+        req("QUERY", "/q", headers=[("Host", "a"), ("Content-Length", "3")], content_length=3),
+        body("q=1"),
+        END,
+        req("M-SEARCH", "/ssdp", headers=[("Host", "a")]),
+        END,
+    ],
+    "Methods llhttp knows that are not in the IANA registry (PURGE, QUERY, M-SEARCH) are passed on.",
+)
 case(
     "unknown_method_token",
     b"FOO /x HTTP/1.1\r\nHost: a\r\n\r\n",
-    [req("FOO", "/x", headers=[("Host", "a")]), END],
-    "h11 accepts any token method; llhttp knows registered methods only: 501 Not Implemented.",
-    backends={"httptools": {"events": [error(501)]}},
+    [error(501)],
+    "A well-formed method the server does not recognise: 501 Not Implemented (RFC 9110 9.1).",
 )
 case(
     "unknown_method_dash",
     b"-BLARGH / HTTP/1.1\r\nHost: a\r\n\r\n",
-    [req("-BLARGH", headers=[("Host", "a")]), END],
-    "A well-formed but unknown method: h11 accepts it, llhttp answers 501.",
-    backends={"httptools": {"events": [error(501)]}},
+    [error(501)],
+    "Any token is a well-formed method: unknown, so 501.",
 )
 case(
     "unknown_method_lowercase",
     b"get / HTTP/1.1\r\nHost: a\r\n\r\n",
-    [req("get", headers=[("Host", "a")]), END],
-    "Methods are case-sensitive tokens: h11 accepts 'get' as an unknown method, llhttp answers 400.",
-    backends={"httptools": {"events": [error(400)]}},
+    [error(501)],
+    "Methods are case-sensitive: 'get' is not GET but an unknown method, 501 on both backends.",
 )
+case(
+    "unknown_method_mixed_case",
+    b"Post / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok",
+    [error(501)],
+    "'Post' is not POST: 501, and its body is never read.",
+)
+case(
+    "unknown_method_rtsp",
+    b"SETUP /stream HTTP/1.1\r\nHost: a\r\n\r\n",
+    [error(501)],
+    "An RTSP method (llhttp knows it for RTSP only) on HTTP: unknown, 501.",
+)
+case(
+    "unknown_method_after_good",
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBREW /pot HTTP/1.1\r\nHost: a\r\n\r\n",
+    [req(headers=[("Host", "a")]), END, error(501)],
+    "An unknown method pipelined behind a good request is answered after it.",
+)
+case(
+    "unknown_method_missing_host",
+    b"FOO /x HTTP/1.1\r\nUser-Agent: x\r\n\r\n",
+    [error(400)],
+    "A malformed request is 400 whatever its method: the 400 rules come before the method's 501.",
+)
+for _name, _method in [("paren", b"G(T"), ("quote", b'GE"T'), ("slash", b"GET/"), ("colon", b"GET:")]:
+    case(
+        f"method_invalid_{_name}",
+        _method + b" / HTTP/1.1\r\nHost: a\r\n\r\n",
+        [error(400)],
+        f"Method {_method!r} is not a token: malformed, 400.",
+    )
 
 # ---------------------------------------------------------------------------
 # Framing errors (request smuggling)
@@ -695,22 +832,56 @@ for _name, _value in [
         [error(400)],
         f"Content-Length {_value!r} is not 1*DIGIT (or is too large to represent): 400.",
     )
-for _name, _value in [
-    ("gzip", b"gzip"),
-    ("identity", b"identity"),
-    ("chunked_gzip", b"chunked, gzip"),
-    ("gzip_chunked", b"gzip, chunked"),
-    ("chunked_chunked", b"chunked, chunked"),
-    ("empty", b""),
-    ("leading_comma", b", chunked"),
-    ("chunked_params", b"chunked;q=1"),
+for _name, _value, _why in [
+    ("gzip", b"gzip", "chunked is not the final coding: the length cannot be determined (RFC 9112 6.3)"),
+    ("identity", b"identity", "not chunked-final (identity is not a transfer coding any more)"),
+    ("xchunked", b"xchunked", "a coding named 'xchunked' is not chunked: not chunked-final (RFC 9112 6.3)"),
+    ("chunked_gzip", b"chunked, gzip", "chunked is not the final coding (RFC 9112 6.3)"),
+    ("chunked_chunked", b"chunked, chunked", "chunked applied twice (RFC 9112 6.1 MUST NOT)"),
+    ("empty", b"", "an empty coding list"),
+    ("leading_comma", b", chunked", "an empty list element in a framing field"),
+    ("trailing_comma", b"chunked,", "an empty list element in a framing field"),
+    ("chunked_params", b"chunked;q=1", "chunked defines no parameters"),
+    ("not_a_token", b"gz(ip), chunked", "a coding name that is not a token"),
+    ("missing_comma", b"gzip chunked", "two codings without a comma"),
 ]:
     case(
         f"te_invalid_{_name}",
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + _value + b"\r\n\r\n0\r\n\r\n",
         [error(400)],
-        f"Transfer-Encoding {_value!r}: only exactly 'chunked' is accepted.",
+        f"Transfer-Encoding {_value!r}: 400, {_why}.",
     )
+for _name, _value in [
+    ("gzip_chunked", b"gzip, chunked"),
+    ("ows", b"gzip \t,\t chunked"),
+    ("parameters", b'gzip;level="9, max", chunked'),
+    ("identity_chunked", b"identity, chunked"),
+]:
+    case(
+        f"te_unsupported_{_name}",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + _value + b"\r\n\r\n0\r\n\r\n",
+        [error(501)],
+        f"Transfer-Encoding {_value!r}: well-formed, chunked last, but a coding the server does not decode:"
+        " 501 (RFC 9112 6.1).",
+    )
+case(
+    "te_unsupported_two_fields",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    [error(501)],
+    "Two Transfer-Encoding field lines are one list, 'gzip, chunked': 501.",
+)
+case(
+    "te_unsupported_with_content_length",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\nhello",
+    [error(400)],
+    "Content-Length with Transfer-Encoding is a smuggling attempt (400) before it is an unknown coding.",
+)
+case(
+    "te_unsupported_http10",
+    b"POST / HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    [error(400)],
+    "Transfer-Encoding in HTTP/1.0 is faulty framing (400, RFC 9112 6.1) whatever the codings.",
+)
 case(
     "te_repeated_field",
     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -1007,14 +1178,17 @@ case(
     "HTAB instead of SP in the request line.",
 )
 
-# Versions
+# Versions: a well-formed version of another major version is 505; malformed is 400.
 for _name, _version, _status in [
     ("http20", b"HTTP/2.0", 505),
     ("http30", b"HTTP/3.0", 505),
-    ("http12", b"HTTP/1.2", 505),
+    ("http99", b"HTTP/9.9", 505),
     ("http09", b"HTTP/0.9", 400),
     ("lowercase", b"http/1.1", 400),
     ("no_minor", b"HTTP/1", 400),
+    ("no_dot", b"HTTP/11", 400),
+    ("letter_minor", b"HTTP/1.x", 400),
+    ("misspelt", b"HTTTP/1.1", 400),
     ("two_digit_minor", b"HTTP/1.10", 400),
     ("garbage", b"HTTP/1.1x", 400),
 ]:
@@ -1023,6 +1197,14 @@ for _name, _version, _status in [
         b"GET / " + _version + b"\r\nHost: a\r\n\r\n",
         [error(_status)],
         f"Request line version {_version!r}: {_status}.",
+    )
+for _name, _version in [("http12", b"HTTP/1.2"), ("http19", b"HTTP/1.9")]:
+    case(
+        f"version_{_name}",
+        b"GET / " + _version + b"\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        [req(headers=[("Host", "a"), ("Connection", "keep-alive")]), END, req(headers=[("Host", "a")]), END],
+        f"{_version.decode()}: a later minor version of HTTP/1 is processed as HTTP/1.1 (RFC 9110 2.5).",
     )
 case(
     "version_missing_http09_style",

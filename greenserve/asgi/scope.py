@@ -1,0 +1,192 @@
+"""ASGI connection scopes (``http`` and ``websocket``), built in one place.
+
+:func:`build_scope` makes every scope. Its inputs come from one of two places:
+
+- a request greenserve parsed, on one of its connections (:func:`scope_for_request`):
+  the usual case, with no WSGI environ in between;
+- a WSGI environ, when an :class:`~greenserve.asgi.bridge.ASGIBridge` is mounted
+  inside a WSGI application that another server runs (:func:`scope_for_environ`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+from urllib.parse import unquote_to_bytes
+
+from greenserve.protocol.environ import split_target
+from greenserve.protocol.events import Request
+from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_headers
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+_PROXY_HEADERS = {
+    b"x-forwarded-for": "HTTP_X_FORWARDED_FOR",
+    b"x-forwarded-proto": "HTTP_X_FORWARDED_PROTO",
+    b"forwarded": "HTTP_FORWARDED",
+}
+
+
+class ConnectionInfo(Protocol):
+    """What a scope needs to know about the connection a request arrived on."""
+
+    #: The listener's constant WSGI environ entries (scheme, server address, root path).
+    base: dict[str, Any]
+    #: (address, port) of the client, as strings ("" for a Unix socket peer).
+    remote: tuple[str, str]
+    #: The local address, when the listener is a wildcard one.
+    server_name: str | None
+    #: The policy for forwarded headers when the peer is a trusted proxy, else None.
+    proxy: ProxyPolicy | None
+
+
+def build_scope(
+    kind: str,
+    *,
+    http_version: str,
+    method: str,
+    scheme: str,
+    path: str,
+    raw_path: bytes,
+    query_string: bytes,
+    root_path: str,
+    headers: list[tuple[bytes, bytes]],
+    client: tuple[str, int] | None,
+    server: tuple[str, int] | None,
+    state: dict[str, Any],
+) -> dict[str, Any]:
+    """An ASGI scope of ``kind`` ("http" or "websocket").
+
+    ``path`` is decoded and without ``root_path`` (WSGI's PATH_INFO); the
+    scope's ``path`` includes it, as the ASGI spec asks ("PATH_INFO can be
+    derived by stripping root_path from path"). ``raw_path`` is as received.
+    """
+    if kind == "websocket":
+        return {
+            "type": "websocket",
+            "asgi": ASGI_VERSION,
+            "http_version": http_version,
+            "scheme": "wss" if scheme == "https" else "ws",
+            "path": root_path + path,
+            "raw_path": raw_path,
+            "query_string": query_string,
+            "root_path": root_path,
+            "headers": headers,
+            "client": client,
+            "server": server,
+            "subprotocols": [],
+            "state": state.copy(),
+            "extensions": {"websocket.http.response": {}},
+        }
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": http_version,
+        "method": method,
+        "scheme": scheme,
+        "path": root_path + path,
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "root_path": root_path,
+        "headers": headers,
+        "client": client,
+        "server": server,
+        "state": state.copy(),
+    }
+
+
+def scope_for_request(
+    kind: str, request: Request, connection: ConnectionInfo, state: dict[str, Any]
+) -> dict[str, Any]:
+    """The scope for a request greenserve parsed (header names arrive lower-cased, as ASGI wants)."""
+    target = request.target
+    if target[:1] == b"/" and target.find(b"#") < 0:  # origin-form (find(): see split_target)
+        raw_path, _, query = target.partition(b"?")
+    else:
+        raw_path, query = split_target(target)
+    base = connection.base
+    path = (unquote_to_bytes(raw_path) if raw_path.find(b"%") >= 0 else raw_path).decode("utf-8", "replace")
+    root_path = base["SCRIPT_NAME"]
+    if root_path and (path == root_path or path.startswith(root_path + "/")):
+        path = path[len(root_path) :]  # the client sent the prefix: not twice in the scope's path
+    remote_addr, remote_port = connection.remote
+    scope = build_scope(
+        kind,
+        http_version=request.version,
+        method=request.method,
+        scheme=base["wsgi.url_scheme"],
+        path=path,
+        raw_path=raw_path,
+        query_string=query,
+        root_path=root_path,
+        headers=request.headers,
+        client=(remote_addr, int(remote_port)) if remote_addr else None,
+        server=(connection.server_name or base["SERVER_NAME"], int(base["SERVER_PORT"])),
+        state=state,
+    )
+    if connection.proxy is not None:
+        _apply_proxy(scope, connection.remote, connection.proxy)
+    return scope
+
+
+def scope_for_environ(kind: str, environ: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """The scope for a WSGI environ (a bridge mounted in a WSGI application).
+
+    Inside greenserve the parsed request is in the environ and its headers are
+    used as they arrived; under another server they are rebuilt from the
+    ``HTTP_*`` keys.
+    """
+    request = environ.get("greenserve.request")
+    if request is not None:
+        headers = request.headers
+    else:
+        headers = [
+            (key[5:].replace("_", "-").lower().encode("latin-1"), value.encode("latin-1"))
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        ]
+        for key, name in (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length")):
+            if environ.get(key):
+                headers.append((name, environ[key].encode("latin-1")))
+    remote = environ.get("REMOTE_ADDR")
+    try:
+        client = (remote, int(environ.get("REMOTE_PORT") or 0)) if remote else None
+        server = (environ["SERVER_NAME"], int(environ["SERVER_PORT"]))
+    except (KeyError, ValueError):
+        client = server = None
+    raw_uri = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
+    return build_scope(
+        kind,
+        http_version=environ["SERVER_PROTOCOL"][5:],
+        method=environ["REQUEST_METHOD"],
+        scheme=environ["wsgi.url_scheme"],
+        # PATH_INFO holds the path's bytes as latin-1 text (PEP 3333): UTF-8 for ASGI.
+        path=environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace"),
+        raw_path=raw_uri.split("?", 1)[0].encode("latin-1"),
+        query_string=environ.get("QUERY_STRING", "").encode("latin-1"),
+        root_path=environ.get("SCRIPT_NAME", ""),
+        headers=headers,
+        client=client,
+        server=server,
+        state=state,
+    )
+
+
+def _apply_proxy(scope: dict[str, Any], remote: tuple[str, str], policy: ProxyPolicy) -> None:
+    """--forwarded-allow-ips: the same rules as for WSGI, on the entries they read and write."""
+    forwarded: dict[str, Any] = {}
+    for name, value in scope["headers"]:
+        key = _PROXY_HEADERS.get(name)
+        if key is not None:
+            text = value.decode("latin-1")
+            forwarded[key] = f"{forwarded[key]}, {text}" if key in forwarded else text
+    if not forwarded:
+        return
+    remote_addr, remote_port = remote
+    forwarded.update(REMOTE_ADDR=remote_addr, REMOTE_PORT=remote_port, **{"wsgi.url_scheme": scope["scheme"]})
+    apply_proxy_headers(forwarded, policy)
+    remote_addr = forwarded["REMOTE_ADDR"]
+    scope["client"] = (remote_addr, int(forwarded["REMOTE_PORT"])) if remote_addr else None
+    scheme = forwarded["wsgi.url_scheme"]
+    if scope["type"] == "websocket":
+        scheme = "wss" if scheme == "https" else "ws"
+    scope["scheme"] = scheme
