@@ -17,6 +17,7 @@ from wsgiref.validate import WSGIWarning, validator
 import gevent
 import pytest
 
+from greenserve.worker.connection import WAIT_REQUEST
 from tests.conftest import ResponseReader, read_until_close, recv_until, request_bytes
 from tests.worker.conftest import (
     PairHTTPConnection,
@@ -371,7 +372,7 @@ def test_worker_connections_idle_make_room(harness):
 def _served_and_idle(h, calls: list, path: str) -> bool:
     """The connection that served ``path`` waits, idle, for its next request."""
     served = {conn_id for called, conn_id, _ in calls if called == path}
-    return any(id(conn) in served and conn.idle for conn in h.server.connections)
+    return any(id(conn) in served and conn.waiting == WAIT_REQUEST for conn in h.server.connections)
 
 
 def test_graceful_shutdown_drains(harness):
@@ -646,7 +647,7 @@ def test_graceful_shutdown_serves_a_request_that_raced_with_closing_idle_connect
     thread = start_in_thread(client)
     assert serve_until(first_done.is_set)
     # The connection goes back to waiting for the next request: idle.
-    assert serve_until(lambda: [conn.idle for conn in h.server.connections] == [True])
+    assert serve_until(lambda: [conn.waiting for conn in h.server.connections] == [WAIT_REQUEST])
     go.set()
     assert sent.wait(5)  # blocks the hub: the server cannot read the second request yet
     time.sleep(0.05)
