@@ -45,6 +45,8 @@ class GreenserveProcess:
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.urls: list[str] = []
+        #: True once the output pipe reached its end (every process writing to it is gone).
+        self.eof = False
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -76,10 +78,15 @@ class GreenserveProcess:
                     self.urls.append(match.group("url"))
                 self._cond.notify_all()
         with self._cond:
+            self.eof = True
             self._cond.notify_all()
 
     def wait_for(self, pattern: str, timeout: float = 10.0, start: int = 0) -> str:
-        """The first log line (from index ``start``) matching ``pattern``."""
+        """The first log line (from index ``start``) matching ``pattern``.
+
+        Fails at once when the output has ended without one (the process exited
+        and everything it wrote has been read), else after ``timeout``.
+        """
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -87,27 +94,47 @@ class GreenserveProcess:
                 for line in self.lines[start:]:
                     if regex.search(line):
                         return line
+                if self.eof:
+                    code = self.proc.poll() if self.proc is not None else None
+                    raise AssertionError(
+                        f"output ended (exit code {code}) without a line matching {pattern!r}:\n{self.log}"
+                    )
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.proc is not None and self.proc.poll() is not None and not left):
+                if left <= 0:
                     raise AssertionError(f"no log line matching {pattern!r} in:\n{self.log}")
-                if self.proc is not None and self.proc.poll() is not None:
-                    # The process exited: give the pump a moment to read the last lines.
-                    self._cond.wait(min(left, 0.2))
-                    if not any(regex.search(line) for line in self.lines[start:]):
-                        raise AssertionError(
-                            f"process exited ({self.proc.returncode}) without a line "
-                            f"matching {pattern!r}:\n{self.log}"
-                        )
-                    continue
                 self._cond.wait(min(left, 0.5))
+
+    def wait_output(self, timeout: float = 5.0) -> bool:
+        """Once the process has exited: wait until everything it wrote has been read.
+
+        Its last lines may still be in the pipe when it has exited. The pump
+        reads to the end of the pipe once every process of the group (workers
+        too) is gone; a process left in the group (a master started by USR2)
+        keeps the pipe open, and then this does not wait. True when the
+        output has ended.
+        """
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            return False
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            with self._cond:  # nobody left to write: the end of the output is near
+                return self._cond.wait_for(lambda: self.eof, timeout)
+        except PermissionError:
+            pass
+        return False
 
     def send_signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float = 15.0) -> int:
+        """Wait for the process to exit, then for the rest of its output (see :meth:`wait_output`)."""
         assert self.proc is not None
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        self.wait_output()
+        return code
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         """Send ``signum``, wait; kill the whole process group if it does not exit."""

@@ -255,23 +255,48 @@ _get_ident = None
 _no_threads_from: set[int] = set()
 
 
+def _thread_start_hook() -> str:
+    """The private ``threading`` function that ``Thread.start`` calls to start an OS thread.
+
+    ``_start_new_thread`` up to Python 3.12, ``_start_joinable_thread`` since
+    3.13. Read from ``Thread.start``'s own code, so the guard wraps what this
+    interpreter really calls; on one that calls neither, guarding silently
+    would let a thread hang the loop, so this refuses to start instead.
+    """
+    import sys
+
+    called = threading.Thread.start.__code__.co_names
+    for name in ("_start_joinable_thread", "_start_new_thread"):
+        if name in called and hasattr(threading, name):
+            return name
+    raise RuntimeError(
+        f"--loop uvloop cannot refuse threads started from its loop on Python "
+        f"{sys.version.split()[0]}: threading.Thread.start calls neither _start_joinable_thread "
+        f"nor _start_new_thread; serve this application with --loop asyncio"
+    )
+
+
 def _refuse_threads_from_uvloop() -> None:
     """Make ``threading`` refuse to start a thread from a uvloop loop thread (it would hang)."""
     global _get_ident
     if _get_ident is not None:
         return
-    _get_ident = _original("_thread", "get_ident")
-    start = threading._start_new_thread  # type: ignore[attr-defined]
+    import functools
 
-    def start_new_thread(function: Callable, args: tuple = (), kwargs: dict | None = None) -> Any:
+    hook = _thread_start_hook()
+    start = getattr(threading, hook)
+
+    @functools.wraps(start)
+    def refuse_from_uvloop(*args: Any, **kwargs: Any) -> Any:
         if _get_ident is not None and _get_ident() in _no_threads_from:
             raise RuntimeError(
                 "a thread was started from the ASGI loop, which runs uvloop: threads cannot "
                 "run there under gevent; serve this application with --loop asyncio"
             )
-        return start(function, args, kwargs or {})
+        return start(*args, **kwargs)
 
-    threading._start_new_thread = start_new_thread  # type: ignore[attr-defined]
+    setattr(threading, hook, refuse_from_uvloop)
+    _get_ident = _original("_thread", "get_ident")
 
 
 class LoopThread:

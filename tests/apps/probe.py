@@ -2,11 +2,13 @@
 
 Query parameters steer each endpoint (``/stream?chunks=3&size=10``). The app
 records every request it is called for, so ``/calls`` tells a test whether a
-request reached the application at all.
+request reached the application at all; marker files (written atomically) and
+``/log`` lines let a test wait for what happened instead of sleeping.
 """
 
 import hashlib
 import json
+import logging
 import os
 import time
 from urllib.parse import parse_qs
@@ -30,9 +32,12 @@ def _text(start_response, body, status="200 OK", headers=()):
 
 
 def _touch(path, text="closed"):
+    """Write a marker file atomically: a test that sees the file also sees its text."""
     if path:
-        with open(path, "w") as handle:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as handle:
             handle.write(text)
+        os.replace(tmp, path)
 
 
 class Stream:
@@ -105,6 +110,7 @@ def app(environ, start_response):
     if path == "/no-read":
         return _text(start_response, b"did not read")
     if path == "/sleep":
+        _touch(query.get("entered"), "sleeping")  # a test waits for the request to be here
         time.sleep(float(query.get("s", "0.5")))
         _touch(query.get("marker"), "done")
         return _text(start_response, b"slept")
@@ -139,4 +145,9 @@ def app(environ, start_response):
         return _text(start_response, b"bye", headers=[("Connection", "close")])
     if path == "/pid":
         return _text(start_response, str(os.getpid()).encode())
+    if path == "/log":
+        # A line in the error log, after everything the worker logged before
+        # (the access log line of the previous request on the connection, say).
+        logging.getLogger("greenserve.error").warning("app says %s", query.get("marker", "hello"))
+        return _text(start_response, b"logged")
     return _text(start_response, b"not found", status="404 Not Found")

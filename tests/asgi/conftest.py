@@ -59,7 +59,10 @@ class ServerFactory:
 
 
 def stop(server: GreenserveProcess, timeout: float = 8.0) -> int | None:
-    """SIGTERM and wait ``timeout`` s; then SIGKILL the whole process group."""
+    """SIGTERM and wait ``timeout`` s; then SIGKILL the whole process group.
+
+    Then waits for the rest of the server's output (see ``GreenserveProcess.wait_output``).
+    """
     proc = server.proc
     if proc is None:
         return None
@@ -77,6 +80,7 @@ def stop(server: GreenserveProcess, timeout: float = 8.0) -> int | None:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    server.wait_output()  # its last log lines, before a test reads them
     return proc.returncode
 
 

@@ -30,6 +30,7 @@ def test_startup_completes_before_the_worker_accepts(serve):
     startup = wait_for_file(server.markers / f"raw-startup-{server.proc.pid}.json", timeout=1)
     assert startup["done"] - startup["began"] >= 0.9
     assert time.time() - sent_at >= 0.5, "the request was answered before startup finished"
+    server.wait_for(f"Worker {server.proc.pid} serving")  # logged before serving; maybe not read yet
     log = server.log
     assert log.index("ASGI lifespan startup complete") < log.index(f"Worker {server.proc.pid} serving")
 
@@ -54,8 +55,8 @@ def test_shutdown_waits_for_in_flight_requests(serve):
     """Graceful stop: the running request finishes first, then shutdown runs."""
     server = serve("--single-process", "raw_app:app", graceful=5)
     with socket.create_connection(server.address, timeout=5) as sock:
-        sock.sendall(request_bytes("GET", "/sleep?s=1"))
-        time.sleep(0.2)
+        sock.sendall(request_bytes("GET", "/sleep?s=1&entered=sleeping.json"))
+        wait_for_file(server.markers / "sleeping.json", timeout=5)  # the request is in the app
         server.send_signal(signal.SIGTERM)
         sock.settimeout(5)
         data = sock.recv(65536)

@@ -18,6 +18,29 @@ from tests.conftest import recv_until, request_bytes
 MB = 1024 * 1024
 
 
+def sent_by_app(server, key: str) -> int:
+    """How many bytes the ``/big?key=KEY`` response's ``send()`` calls have accepted so far."""
+    return requests.get(server.url + f"/progress?key={key}", timeout=5).json()["sent"]
+
+
+def wait_held_back(server, key: str, settle: float = 0.5, timeout: float = 15.0) -> int:
+    """Wait until the app streaming ``key`` stops sending (backpressure holds it); the bytes sent.
+
+    The socket buffers fill at the machine's pace: poll until the count has
+    stopped growing, instead of guessing how long that takes.
+    """
+    deadline = time.monotonic() + timeout
+    last = sent_by_app(server, key)
+    while True:
+        time.sleep(settle)
+        sent = sent_by_app(server, key)
+        if sent == last and sent > 0:
+            return sent
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the app was still sending after {timeout} s ({sent / MB:.1f} MB)")
+        last = sent
+
+
 @pytest.fixture(scope="module")
 def server(module_serve):
     return module_serve("--single-process", "raw_app:app")
@@ -96,10 +119,9 @@ def test_response_to_a_client_that_does_not_read(server):
         baseline = rss_kb(pid)
         sock.sendall(request_bytes("GET", "/big?key=stalled"))
         recv_until(sock, b"\r\n\r\n")  # the head and maybe a little body; then stop reading
-        time.sleep(1.5)
-        sent_then = requests.get(server.url + "/progress?key=stalled", timeout=5).json()["sent"]
+        sent_then = wait_held_back(server, "stalled")
         time.sleep(1.0)
-        sent_later = requests.get(server.url + "/progress?key=stalled", timeout=5).json()["sent"]
+        sent_later = sent_by_app(server, "stalled")
         growth_mb = (rss_kb(pid) - baseline) / 1024
     assert 0 < sent_then < 40 * MB, f"the app sent {sent_then / MB:.1f} MB to a client that reads nothing"
     assert sent_later == sent_then, "the app kept producing while nothing was written"
@@ -122,7 +144,7 @@ def test_send_raises_once_the_client_is_gone(server, stalled):
         while received < MB:
             received += len(sock.recv(65536))
         if stalled:
-            time.sleep(1)  # let the socket buffers fill up
+            wait_held_back(server, key)  # the socket buffers are full
     outcome = wait_for_file(marker, timeout=5)
     assert outcome["error"] is not None, outcome
     assert outcome["sent"] < 40 * MB

@@ -69,6 +69,7 @@ if os.environ.get("DJANGO_PG_POOL"):
 
 VIEWS = '''
 import os
+import sys
 import time
 import uuid
 
@@ -90,6 +91,12 @@ def pid(request):
 def sleep(request):
     time.sleep(0.5)
     return HttpResponse("slept")
+
+
+def log(request):
+    """A line on stderr, after whatever the worker logged for the earlier requests on the connection."""
+    print(f"app says {request.GET.get('marker', 'hello')}", file=sys.stderr, flush=True)
+    return HttpResponse("logged")
 
 
 def db(request):
@@ -132,6 +139,7 @@ urlpatterns += [
     path("hello/", views.hello),
     path("pid/", views.pid),
     path("sleep/", views.sleep),
+    path("log/", views.log),
     path("db/", views.db),
     path("pg-sleep/", views.pg_sleep),
     path("pg-connections/", views.pg_connections),

@@ -218,9 +218,13 @@ def test_access_logformat_passes_through(manage_greenserve):
 
 def test_no_access_log(manage_greenserve):
     server = manage_greenserve("--noreload", "--no-access-log")
-    assert get(server, "/hello/").status_code == 200
-    assert get(server, "/admin/login/").status_code == 200
-    time.sleep(0.5)
+    start = len(server.lines)
+    with requests.Session() as session:  # one connection: its requests are logged in order
+        assert session.get(server.url + "/hello/", timeout=TIMEOUT).status_code == 200
+        assert session.get(server.url + "/admin/login/", timeout=TIMEOUT).status_code == 200
+        # Once the app's line is in, the access lines of the requests before it would be too.
+        assert session.get(server.url + "/log/?marker=barrier", timeout=TIMEOUT).text == "logged"
+    server.wait_for(r"app says barrier$", start=start)
     assert "GET /hello/" not in server.log
     assert "/admin/login/" not in server.log
 
@@ -286,8 +290,9 @@ def on_starting(arbiter):
         for name in _sys.modules
         if name.split(".")[0] in ("django", "asyncio", "gevent", "mysite", "demo")
     )
-    with open(_OUT, "w") as handle:
+    with open(_OUT + ".tmp", "w") as handle:  # whole or not at all: the test polls for the file
         _json.dump({{"pid": _os.getpid(), "modules": modules}}, handle)
+    _os.replace(_OUT + ".tmp", _OUT)
 """
 
 

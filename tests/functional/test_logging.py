@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import time
+import socket
 
 import requests
 
@@ -16,9 +16,23 @@ DEFAULT_LINE = re.compile(
 )
 
 
-def _get(server, path="/list?x=1", **headers):
+def _get(server, path="/list?x=1", session=requests, **headers):
     headers = {"User-Agent": "test-agent/1.0", "Referer": "http://ref/", **headers}
-    return requests.get(server.url + path, headers=headers, timeout=5)
+    return session.get(server.url + path, headers=headers, timeout=5)
+
+
+def _logged_after(server, session: requests.Session, start: int, url: str = "") -> list[str]:
+    """The log lines from ``start`` to an app line logged by a last request on ``session``.
+
+    The worker logs a request's access line before it reads the next request
+    on the connection: once the app's line is in, whatever the earlier
+    requests logged is in too, with no sleeping and guessing.
+    """
+    marker = f"barrier-{start}"
+    response = session.get(f"{url or server.url}/log?marker={marker}", timeout=15)
+    assert response.content == b"logged"
+    line = server.wait_for(rf"app says {marker}$", start=start)
+    return server.lines[start : server.lines.index(line)]
 
 
 def test_access_log_on_by_default_to_stderr(greenserve):
@@ -45,11 +59,11 @@ def test_access_logfile(greenserve, tmp_path):
     path = tmp_path / "access.log"
     server = greenserve("--access-logfile", str(path), "probe:app")
     start = len(server.lines)
-    _get(server)
-    assert wait_until(lambda: path.exists() and "GET /list" in path.read_text(), 5)
-    assert DEFAULT_LINE.match(path.read_text().splitlines()[0]), path.read_text()
-    time.sleep(0.2)
-    assert not any("GET /list" in line for line in server.lines[start:])
+    with requests.Session() as session:
+        _get(server, session=session)
+        assert wait_until(lambda: path.exists() and "GET /list" in path.read_text(), 5)
+        assert DEFAULT_LINE.match(path.read_text().splitlines()[0]), path.read_text()
+        assert not any("GET /list" in line for line in _logged_after(server, session, start))
 
 
 def test_access_logformat(greenserve):
@@ -76,10 +90,10 @@ def test_access_log_for_streamed_and_failed_requests(greenserve):
 def test_no_access_log(greenserve):
     server = greenserve("--no-access-log", "probe:app")
     start = len(server.lines)
-    _get(server)
-    _get(server, "/calls")
-    time.sleep(0.3)
-    assert not any("GET /" in line for line in server.lines[start:]), server.log
+    with requests.Session() as session:
+        _get(server, session=session)
+        _get(server, "/calls", session=session)
+        assert not any("GET /" in line for line in _logged_after(server, session, start)), server.log
 
 
 def test_log_level_debug(greenserve):
@@ -91,25 +105,35 @@ def test_log_level_debug(greenserve):
     server.wait_for(r"\[DEBUG\]", start=start)
 
 
-def test_log_level_warning_hides_info(greenserve):
+def test_log_level_warning_hides_info():
+    """Nothing is logged at INFO, not even the address: the test binds the socket itself."""
+    listener = socket.create_server(("127.0.0.1", 0))
     server = GreenserveProcess(
-        ["--no-access-log", "-b", "127.0.0.1:0", "--log-level", "warning", "probe:app"]
+        ["--no-access-log", "-b", f"fd://{listener.fileno()}", "--log-level", "warning", "probe:app"],
+        pass_fds=(listener.fileno(),),
     )
     try:
         server.start(ready=None)
-        time.sleep(2)
+        port = listener.getsockname()[1]
+        with requests.Session() as session:
+            # Served once the worker is up: every start-up line is in the log before this one.
+            _logged_after(server, session, 0, f"http://127.0.0.1:{port}")
         assert server.proc.poll() is None, server.log
         assert "[INFO]" not in server.log
     finally:
+        listener.close()
         server.stop()
 
 
 def test_default_log_level_hides_debug(greenserve):
     server = greenserve("probe:app")
+    start = len(server.lines)
     with server.connect() as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
         read_until_close(sock)
-    time.sleep(0.3)
+    # The rejection was logged (at DEBUG, or not at all) before the connection closed.
+    with requests.Session() as session:
+        _logged_after(server, session, start)
     assert "[DEBUG]" not in server.log
 
 

@@ -12,10 +12,11 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import ResponseReader, read_until_close, request_bytes
+from tests.conftest import ResponseReader, read_until_close, request_bytes, wait_until
 
 MODES = {"master": [], "single": ["--single-process"]}
 
@@ -25,12 +26,14 @@ def mode(request) -> list[str]:
     return MODES[request.param]
 
 
-def _slow_request(server, seconds: float, result: dict) -> threading.Thread:
+def _slow_request(server, seconds: float, result: dict, entered: Path) -> threading.Thread:
+    """A request sleeping ``seconds`` in the application, from a thread; returns once it is there."""
+
     def run() -> None:
         host, port = server.address
         conn = http.client.HTTPConnection(host, port, timeout=15)
         try:
-            conn.request("GET", f"/sleep?s={seconds}")
+            conn.request("GET", f"/sleep?s={seconds}&entered={entered}")
             response = conn.getresponse()
             result["status"] = response.status
             result["body"] = response.read()
@@ -42,6 +45,7 @@ def _slow_request(server, seconds: float, result: dict) -> threading.Thread:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
+    assert wait_until(entered.exists, 10), f"the slow request did not reach the application:\n{server.log}"
     return thread
 
 
@@ -72,14 +76,13 @@ def _not_served(server) -> bool:
     [("master", signal.SIGTERM), ("single", signal.SIGTERM), ("single", signal.SIGINT)],
     ids=["master-SIGTERM", "single-SIGTERM", "single-SIGINT"],
 )
-def test_graceful_stop(greenserve, mode_name, signum):
+def test_graceful_stop(greenserve, tmp_path, mode_name, signum):
     """The master's SIGINT is a quick stop, like its SIGQUIT: tests/master covers it."""
     mode = MODES[mode_name]
     server = greenserve(*mode, "--graceful-timeout", "10", "--keep-alive", "30", "probe:app")
     idle = _idle_connection(server)
     result: dict = {}
-    thread = _slow_request(server, 1.5, result)
-    time.sleep(0.5)  # the slow request is in the application
+    thread = _slow_request(server, 1.5, result, tmp_path / "entered")
     start = len(server.lines)
     server.send_signal(signum)
     signalled = time.monotonic()
@@ -117,11 +120,10 @@ def test_graceful_stop_with_nothing_in_flight_is_quick(greenserve, mode):
     assert "Traceback" not in server.log
 
 
-def test_graceful_timeout_cuts_long_requests(greenserve, mode):
+def test_graceful_timeout_cuts_long_requests(greenserve, tmp_path, mode):
     server = greenserve(*mode, "--graceful-timeout", "1", "probe:app")
     result: dict = {}
-    thread = _slow_request(server, 5, result)
-    time.sleep(0.5)
+    thread = _slow_request(server, 5, result, tmp_path / "entered")
     start = len(server.lines)
     signalled = time.monotonic()
     server.send_signal(signal.SIGTERM)
@@ -135,13 +137,13 @@ def test_graceful_timeout_cuts_long_requests(greenserve, mode):
     assert "Traceback" not in "\n".join(server.lines[start:]), server.log
 
 
-def test_second_signal_stops_at_once(greenserve, mode):
+def test_second_signal_stops_at_once(greenserve, tmp_path, mode):
     server = greenserve(*mode, "--graceful-timeout", "20", "probe:app")
     result: dict = {}
-    thread = _slow_request(server, 10, result)
-    time.sleep(0.5)
+    thread = _slow_request(server, 10, result, tmp_path / "entered")
+    start = len(server.lines)
     server.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    server.wait_for(r"Worker \d+: SIGTERM: graceful shutdown", start=start)  # the first stop has begun
     signalled = time.monotonic()
     server.send_signal(signal.SIGINT)
     server.wait(10)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -90,8 +92,58 @@ def fd_targets(pid: int) -> list[str]:
     return targets
 
 
+def _tcp_table() -> list[tuple[int, int, str, int]]:
+    """``(local port, remote port, state, inode)`` of every TCP socket, from ``/proc/net/tcp{,6}``."""
+    rows = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(name) as handle:
+            for line in handle.readlines()[1:]:
+                fields = line.split()
+                local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+                rows.append((local, remote, fields[3], int(fields[9])))
+    return rows
+
+
+def listening(port: int) -> bool:
+    """Some process still has a socket listening on ``port``."""
+    return any(local == port and state == "0A" for local, _, state, _ in _tcp_table())
+
+
+def accepted_by(pid: int, client: socket.socket) -> bool:
+    """The server side of ``client``'s connection has been accepted by process ``pid``.
+
+    Until it is, it waits in the listener's backlog with no socket inode.
+    """
+    server_port, client_port = client.getpeername()[1], client.getsockname()[1]
+    inodes = {
+        inode
+        for local, remote, _, inode in _tcp_table()
+        if (local, remote) == (server_port, client_port) and inode
+    }
+    return any(target == f"socket:[{inode}]" for target in fd_targets(pid) for inode in inodes)
+
+
 def wait_gone(pid: int, timeout: float) -> bool:
     return wait_until(lambda: not alive(pid), timeout, 0.05)
+
+
+def hook_records(path: Path, wanted: set[str], timeout: float = 10.0) -> list[dict]:
+    """The JSON lines ``hooks_conf.py`` wrote to ``path``, once every hook in ``wanted`` has written one.
+
+    Hooks run after the log lines that announce them (``when_ready`` after
+    ``Ready:``): a test that reads at once may miss them. A line still being
+    written (no newline yet) is left for the next read.
+    """
+    records: list[dict] = []
+
+    def complete() -> bool:
+        nonlocal records
+        text = path.read_text() if path.exists() else ""
+        records = [json.loads(line) for line in text.split("\n")[:-1]]
+        return wanted <= {record["hook"] for record in records}
+
+    assert wait_until(complete, timeout), f"hooks {sorted(wanted)} not all in {path}: {records}"
+    return records
 
 
 # -- a master -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-from .conftest import APPS, wait_until
+from .conftest import APPS, hook_records
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,7 +43,7 @@ def test_live_master_has_no_gevent_asyncio_or_greenlet(master, tmp_path):
     hooks = tmp_path / "hooks.jsonl"
     server = master("mapp:app", "-w", "1", "-c", str(APPS / "hooks_conf.py"), env={"HOOK_LOG": str(hooks)})
     assert server.get("/")[0] == 200
-    records = [json.loads(line) for line in hooks.read_text().splitlines()]
+    records = hook_records(hooks, {"on_starting", "when_ready", "post_worker_init"})
     in_master = [r for r in records if r["hook"] in ("on_starting", "when_ready")]
     assert {r["hook"] for r in in_master} == {"on_starting", "when_ready"}
     for record in in_master:
@@ -91,16 +91,7 @@ def test_preload_master_imports_the_app_and_gevent_but_no_serving_code(master, t
         "mapp:app", "--preload", "-w", "1", "-c", str(APPS / "hooks_conf.py"), env={"HOOK_LOG": str(hooks)}
     )
     assert server.get("/")[0] == 200
-
-    def when_ready() -> dict | None:
-        for line in hooks.read_text().splitlines() if hooks.exists() else ():
-            record = json.loads(line)
-            if record["hook"] == "when_ready":
-                return record
-        return None
-
-    assert wait_until(lambda: when_ready() is not None, 10), server.log
-    record = when_ready()
+    (record,) = [r for r in hook_records(hooks, {"when_ready"}) if r["hook"] == "when_ready"]
     assert record["pid"] == server.pid
     assert record["app_imported"] is True
     assert "gevent" in record["modules"]

@@ -12,7 +12,6 @@ import stat
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -235,11 +234,19 @@ def test_usr1_reopens_the_error_log(master, tmp_path):
     assert "SIGTTIN" not in rotated.read_text()
 
 
-def test_usr1_while_a_worker_boots_does_not_kill_it(master):
+def test_usr1_while_a_worker_boots_does_not_kill_it(master, tmp_path):
     """logrotate's USR1 can arrive while a worker is still importing the application."""
-    server = master("slow_import:app", "-w", "1", ready=r"Booting worker", env={"IMPORT_DELAY": "2"})
+    importing = tmp_path / "importing"
+    server = master(
+        "slow_import:app",
+        "-w",
+        "1",
+        ready=r"Booting worker",
+        env={"IMPORT_DELAY": "2", "IMPORT_MARK": str(importing)},
+    )
     (worker,) = server.wait_workers(lambda pids: len(pids) == 1)
-    time.sleep(0.5)  # forked, importing the app: its own USR1 handler is not installed yet
+    # Forked, importing the app: its own USR1 handler is not installed yet.
+    assert wait_until(lambda: importing.exists() and importing.read_text() == str(worker), 5), server.log
     server.send_signal(signal.SIGUSR1)
     server.wait_for(r"\] Ready: ", timeout=10)
     assert server.count(r"killed by SIGUSR1") == 0, server.log

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import read_until_close, request_bytes, wait_until
 
-from .conftest import http_get, wait_gone
+from .conftest import accepted_by, http_get, listening, wait_gone
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,10 +65,12 @@ def test_sigterm_new_connections_during_the_drain_are_not_left_hanging(master, t
     server = master("mapp:app", "-w", "1", graceful_timeout=10)
     marks = tmp_path / "marks"
     marks.mkdir()
-    results, threads = _in_flight(server, 3, 2.0, marks)
+    results, threads = _in_flight(server, 3, 3.0, marks)
     server.send_signal(signal.SIGTERM)
     server.wait_for(r"graceful shutdown, waiting up to", timeout=5)
-    time.sleep(0.2)
+    # Every copy of the listening socket (the master's, the worker's) closes as the drain begins.
+    assert wait_until(lambda: not listening(server.port), 2), "still listening during the drain"
+    assert not results, "the drain was over before the new client came"
     started = time.monotonic()
     try:
         outcome = http_get(server.address, "/", timeout=10)
@@ -97,7 +99,8 @@ def test_sigterm_serves_a_connection_accepted_before_the_stop(master, tmp_path):
     marks.mkdir()
     results, threads = _in_flight(server, 1, 2.0, marks)  # keeps the worker draining
     with server.connect(timeout=5) as sock:
-        time.sleep(0.3)  # accepted by the worker, waiting for its first request
+        # Accepted by the worker, waiting for its first request.
+        assert wait_until(lambda: accepted_by(worker, sock), 5), "the worker did not accept the connection"
         server.send_signal(signal.SIGTERM)
         server.wait_for(rf"Worker {worker}: SIGTERM: graceful shutdown", timeout=5)
         time.sleep(0.2)

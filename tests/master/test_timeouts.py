@@ -47,7 +47,9 @@ def test_worker_spinning_the_cpu_is_killed_after_timeout_with_stack_dump(master,
     finally:
         spin.close()
     assert 1.0 < killed_after < 5.0
-    server.wait_for(r"event loop blocked", timeout=5)
+    # The dump is one log record of many lines: wait until its greenlets' part has been read too.
+    start = server.lines.index(server.wait_for(r"event loop blocked", timeout=5))
+    server.wait_for(r"^Greenlet ", timeout=5, start=start)
     dump = server.log[server.log.index("event loop blocked") :]
     # The spinning function, with its file and line, in the blocking stack.
     assert re.search(r'mapp\.py", line \d+, in spin_the_cpu', dump), dump
@@ -58,7 +60,9 @@ def test_worker_spinning_the_cpu_is_killed_after_timeout_with_stack_dump(master,
     (replacement,) = set(after) - {other}
     assert wait_until(lambda: server.get("/")[0] == 200, 5)
     server.wait_for(rf"Worker {spinner} was replaced after a timeout")
-    assert server.count(rf"Booting worker {replacement}") == 1
+    # The master logs the boot right after the fork: the new pid can be seen before its line is read.
+    server.wait_for(rf"Booting worker {replacement} ")
+    assert server.count(rf"Booting worker {replacement} ") == 1
 
 
 def test_timeout_does_not_kill_a_worker_that_is_still_booting(master):

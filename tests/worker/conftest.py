@@ -81,6 +81,21 @@ def join_serving(thread: threading.Thread, result: dict[str, Any], timeout: floa
     return result.get("value")
 
 
+def serve_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Let the hub serve until ``predicate()`` holds (or ``timeout`` passes); its last value.
+
+    For a state the server reaches in its own time (a connection idle or
+    parked, a request in the application): the test waits for it instead of
+    sleeping for a guess.
+    """
+    deadline = monotonic() + timeout
+    while not predicate():
+        if monotonic() > deadline:
+            return False
+        gevent.sleep(0.01)
+    return True
+
+
 class Harness:
     """A :class:`WorkerServer` on a loopback listener, served by this thread's hub."""
 

@@ -17,8 +17,15 @@ from wsgiref.validate import WSGIWarning, validator
 import gevent
 import pytest
 
+from greenserve.worker.connection import WAIT_REQUEST
 from tests.conftest import ResponseReader, read_until_close, recv_until, request_bytes
-from tests.worker.conftest import PairHTTPConnection, join_serving, run_in_thread, start_in_thread
+from tests.worker.conftest import (
+    PairHTTPConnection,
+    join_serving,
+    run_in_thread,
+    serve_until,
+    start_in_thread,
+)
 
 BACKENDS = ["h11", "httptools"]
 
@@ -362,13 +369,20 @@ def test_worker_connections_idle_make_room(harness):
     assert run_in_thread(client).endswith(b"/third")
 
 
+def _served_and_idle(h, calls: list, path: str) -> bool:
+    """The connection that served ``path`` waits, idle, for its next request."""
+    served = {conn_id for called, conn_id, _ in calls if called == path}
+    return any(id(conn) in served and conn.waiting == WAIT_REQUEST for conn in h.server.connections)
+
+
 def test_graceful_shutdown_drains(harness):
-    h = harness(make_app())
+    calls: list = []
+    h = harness(make_app(calls))
 
     def slow():
         conn = h.http()
         try:
-            conn.request("GET", "/sleep", headers={})
+            conn.request("GET", "/sleep?1", headers={})
             return conn.getresponse().read()
         finally:
             conn.close()
@@ -381,7 +395,9 @@ def test_graceful_shutdown_drains(harness):
 
     slow_thread = start_in_thread(slow)
     idle_thread = start_in_thread(idle)
-    gevent.sleep(0.1)
+    # Stop while one request is in the application and the other connection is idle.
+    assert serve_until(lambda: any(path == "/sleep" for path, _, _ in calls))
+    assert serve_until(lambda: _served_and_idle(h, calls, "/idle"))
     finished = h.server.shutdown(5)
     assert finished
     assert join_serving(*slow_thread) == b"slept"
@@ -460,7 +476,8 @@ def test_busy_connection_going_idle_makes_room(harness):
 
     It must not wait for the idle connection's keep-alive timeout (30 s here).
     """
-    h = harness(make_app(), worker_connections=1, keep_alive=30)
+    calls: list = []
+    h = harness(make_app(calls), worker_connections=1, keep_alive=30)
 
     def busy():
         sock = h.connect()
@@ -469,7 +486,6 @@ def test_busy_connection_going_idle_makes_room(harness):
         return sock, body  # kept open: idle keep-alive from now on
 
     def waiting():
-        time.sleep(0.1)
         started = time.monotonic()
         with h.connect(timeout=3) as sock:
             sock.sendall(request_bytes("GET", "/waited", {"Connection": "close"}))
@@ -477,6 +493,7 @@ def test_busy_connection_going_idle_makes_room(harness):
         return data, time.monotonic() - started
 
     busy_thread = start_in_thread(busy)
+    assert serve_until(lambda: calls)  # the busy request holds the only slot
     waiting_thread = start_in_thread(waiting)
     sock, body = join_serving(*busy_thread)
     try:
@@ -522,19 +539,19 @@ def test_parked_connection_serves_the_next_request(harness, backend):
 
 def test_parked_connection_head_in_pieces(harness):
     h = harness(make_app(), park_after=0.2, keep_alive=10, header_timeout=2)
+    with run_in_thread(h.connect) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(request_bytes("GET", "/one"))
+        run_in_thread(reader.read)
+        assert serve_until(lambda: _parked(h) == 1)
 
-    def client():
-        with h.connect() as sock:
-            reader = ResponseReader(sock)
-            sock.sendall(request_bytes("GET", "/one"))
-            reader.read()
-            time.sleep(0.8)  # parked by now
+        def pieces():
             for piece in (b"GET /tw", b"o HTTP/1.1\r\nHo", b"st: x\r\n\r\n"):
                 sock.sendall(piece)
                 time.sleep(0.05)
             return reader.read().body
 
-    assert run_in_thread(client) == b"/two"
+        assert run_in_thread(pieces) == b"/two"
 
 
 def test_parked_connection_closed_at_keep_alive_timeout(harness):
@@ -556,19 +573,11 @@ def test_parked_connection_closed_at_keep_alive_timeout(harness):
 
 def test_parked_connection_closed_by_client(harness):
     h = harness(make_app(), park_after=0.1, keep_alive=10)
-
-    def client():
-        sock = h.connect()
+    with run_in_thread(h.connect) as sock:
         sock.sendall(request_bytes("GET", "/x"))
-        ResponseReader(sock).read()
-        time.sleep(0.6)
-        sock.close()
-
-    run_in_thread(client)
-    deadline = time.monotonic() + 3
-    while h.server.connections and time.monotonic() < deadline:
-        gevent.sleep(0.05)
-    assert not h.server.connections
+        run_in_thread(ResponseReader(sock).read)
+        assert serve_until(lambda: _parked(h) == 1)
+    assert serve_until(lambda: not h.server.connections, 3)
 
 
 def test_parked_connections_closed_at_once_on_shutdown(harness):
@@ -578,8 +587,7 @@ def test_parked_connections_closed_at_once_on_shutdown(harness):
         sock.sendall(request_bytes("GET", "/x"))
         reader = ResponseReader(sock)
         run_in_thread(reader.read)
-        gevent.sleep(0.6)
-        assert _parked(h) == 1
+        assert serve_until(lambda: _parked(h) == 1)
         started = time.monotonic()
         assert h.server.shutdown(5)
         assert time.monotonic() - started < 1
@@ -591,23 +599,27 @@ def test_parked_connections_closed_at_once_on_shutdown(harness):
 def test_parked_connections_make_room(harness):
     h = harness(make_app(), park_after=0.1, worker_connections=2, keep_alive=30)
 
-    def client():
+    def two_idle():
         idle = []
         for _ in range(2):
             sock = h.connect()
             sock.sendall(request_bytes("GET", "/idle"))
             ResponseReader(sock).read()
             idle.append(sock)
-        time.sleep(0.6)  # both parked
-        try:
-            with h.connect() as third:
-                third.sendall(request_bytes("GET", "/third", {"Connection": "close"}))
-                return read_until_close(third, 3)[0]
-        finally:
-            for sock in idle:
-                sock.close()
+        return idle
 
-    assert run_in_thread(client).endswith(b"/third")
+    def third():
+        with h.connect() as sock:
+            sock.sendall(request_bytes("GET", "/third", {"Connection": "close"}))
+            return read_until_close(sock, 3)[0]
+
+    idle = run_in_thread(two_idle)
+    try:
+        assert serve_until(lambda: _parked(h) == 2)
+        assert run_in_thread(third).endswith(b"/third")
+    finally:
+        for sock in idle:
+            sock.close()
 
 
 def test_graceful_shutdown_serves_a_request_that_raced_with_closing_idle_connections(harness):
@@ -633,9 +645,9 @@ def test_graceful_shutdown_serves_a_request_that_raced_with_closing_idle_connect
             return first.status, second.status, second.getheader("Connection"), reader.at_eof()
 
     thread = start_in_thread(client)
-    while not first_done.is_set():
-        gevent.sleep(0.01)
-    gevent.sleep(0.05)  # the connection goes back to waiting for the next request: idle
+    assert serve_until(first_done.is_set)
+    # The connection goes back to waiting for the next request: idle.
+    assert serve_until(lambda: [conn.waiting for conn in h.server.connections] == [WAIT_REQUEST])
     go.set()
     assert sent.wait(5)  # blocks the hub: the server cannot read the second request yet
     time.sleep(0.05)
@@ -693,8 +705,7 @@ def test_a_parked_connection_whose_request_raced_with_the_shutdown_is_served(har
         sock.sendall(request_bytes("GET", "/x"))
         reader = ResponseReader(sock)
         run_in_thread(reader.read)
-        gevent.sleep(0.6)
-        assert _parked(h) == 1
+        assert serve_until(lambda: _parked(h) == 1)
         sock.sendall(request_bytes("GET", "/raced"))  # the hub is not running: not read yet
         time.sleep(0.05)
         assert h.server.shutdown(5)

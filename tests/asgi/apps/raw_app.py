@@ -101,6 +101,7 @@ async def scope_echo(scope, receive, send) -> None:
 
 
 async def sleep(scope, receive, send) -> None:
+    record(query(scope).get("entered", ""), {"at": now()})  # a test waits for the request to be here
     await asyncio.sleep(float(query(scope).get("s", "0.5")))
     await respond(send, 200, b"slept")
 

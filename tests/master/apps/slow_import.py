@@ -3,6 +3,9 @@
 import os
 import time
 
+if os.environ.get("IMPORT_MARK"):  # tells a test the import has begun, in this pid
+    with open(os.environ["IMPORT_MARK"], "w") as _mark:
+        _mark.write(str(os.getpid()))
 time.sleep(float(os.environ.get("IMPORT_DELAY", "1.5")))
 
 
