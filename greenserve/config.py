@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greenserve import migration
+from greenserve.addresses import parse_allow_list
 from greenserve.errors import ConfigError
-from greenserve.protocol.proxy import parse_allow_list
 
 ENV_PREFIX = "GREENSERVE_"
 

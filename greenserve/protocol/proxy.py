@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 from urllib.parse import unquote_to_bytes
 
+from greenserve.addresses import parse_allow_list
+
 _SCHEMES = frozenset(("http", "https"))
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 _WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss"}
@@ -35,28 +37,6 @@ _HOST_RE = re.compile(
 # A prefix as sent: printable ASCII, no query, fragment or backslash.
 _PREFIX_RE = re.compile(r"/[!$&'()*+,\-./0-9:;=@A-Z_a-z~%]*")
 _PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
-def parse_allow_list(items: Iterable[str]) -> tuple[str, ...]:
-    """Validated allow-list entries: IP addresses, networks (``10.0.0.0/8``) or ``*``.
-
-    Raises ValueError naming the first bad entry; used by the configuration so
-    that a typo stops greenserve at startup instead of in every worker.
-    """
-    entries = tuple(item.strip() for item in items if item.strip())
-    for item in entries:
-        if item == "*":
-            continue
-        try:
-            if "/" in item:
-                ipaddress.ip_network(item, strict=False)
-            else:
-                ipaddress.ip_address(item)
-        except ValueError:
-            raise ValueError(
-                f"{item!r} is not an IP address, a network such as 10.0.0.0/8 or 2001:db8::/32, or '*'"
-            ) from None
-    return entries
 
 
 class ProxyPolicy:
