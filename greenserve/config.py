@@ -43,6 +43,7 @@ SECTIONS = (
     "ASGI",
     "WebSockets",
     "Logging",
+    "Operations",
     "Process",
     "Hooks",
 )
@@ -927,6 +928,27 @@ class Config:
         "logconfig_dict variable), or a fileConfig .ini file. Loggers it configures "
         "(greenserve.error, greenserve.access) get none of greenserve's handlers. In a "
         "configuration file, the dictionary itself may be given.",
+    )
+
+    # Operations ------------------------------------------------------------
+    metrics_bind: str = setting(
+        "",
+        flags=["--metrics-bind"],
+        section="Operations",
+        parse=parse_optional_str,
+        metavar="ADDRESS",
+        default_doc="off",
+        help="Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this "
+        "separate address ('HOST:PORT' or 'unix:PATH'), from the master, for all workers together.",
+    )
+    block_threshold: float = setting(
+        0.1,
+        flags=["--block-threshold"],
+        section="Operations",
+        parse=_number(float, 0, 3600),
+        metavar="SECONDS",
+        help="Log a warning, with the stack and the request, when a worker's event loop is blocked "
+        "longer than this (a CPU loop, a C call that does not yield); 0 turns the report off.",
     )
 
     # Process -------------------------------------------------------------

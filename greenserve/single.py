@@ -8,6 +8,7 @@ need a POSIX-only module (``fcntl``, ``pwd``, ``grp``, ``resource``).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from greenserve import __version__, compat, hooks, logs, pidfile
 from greenserve.config import Config
@@ -40,7 +41,11 @@ def run(config: Config) -> int:
     ):
         if value:
             log.warning("%s does not apply to single-process mode (no master): ignored", setting)
+    status = None
     try:
+        if config.metrics_bind:
+            status = _StatusPage(config)
+            log.info("Metrics at: %s/metrics (%d)", status.endpoint.url, os.getpid())
         if config.pidfile:
             pidfile.write(config.pidfile)
         if config.user or config.group:
@@ -52,11 +57,63 @@ def run(config: Config) -> int:
             drop_privileges(*resolve_ids(config.user, config.group), config.initgroups)
         from greenserve.worker import boot
 
-        return boot.run(config, listeners, multiprocess=False, sole_listener=True)
+        return boot.run(
+            config,
+            listeners,
+            multiprocess=False,
+            sole_listener=True,
+            metrics=status.metrics if status is not None else None,
+            on_ready=status.serve if status is not None else None,
+        )
     except BootError as exc:
         log.error("%s", exc)
         return exc.exit_code
     finally:
+        if status is not None:
+            status.endpoint.close()
         close_listeners(listeners)
         if config.pidfile:
             pidfile.remove(config.pidfile)
+
+
+class _StatusPage:
+    """--metrics-bind without a master: the one process counts and answers scrapes itself."""
+
+    def __init__(self, config: Config) -> None:
+        from greenserve import metrics
+        from greenserve.master.httpstatus import StatusEndpoint
+
+        self.metrics = metrics.WorkerMetrics()
+        self.endpoint = StatusEndpoint(config.metrics_bind, self.page)
+        self.server: Any = None
+
+    def serve(self, server: Any) -> None:
+        """Once the worker serves (its event loop runs): answer scrapes from a greenlet."""
+        import gevent
+        from gevent import select
+
+        self.server = server
+
+        def loop() -> None:
+            endpoint = self.endpoint
+            while True:
+                readable, writable, _ = select.select(endpoint.read_fds(), endpoint.write_fds(), [], 0.5)
+                endpoint.handle(readable, writable)
+
+        gevent.spawn(loop)
+
+    def page(self, path: str) -> tuple[str, str, bytes]:
+        from greenserve import metrics
+
+        server = self.server
+        if path == "/metrics":
+            server.publish_gauges()
+            text = metrics.render({"1": self.metrics.snapshot()}, metrics.Totals(), {"workers": 1})
+            return "200 OK", metrics.CONTENT_TYPE, text.encode("utf-8")
+        if path == "/healthz":
+            return "200 OK", "text/plain", b"ok\n"
+        if path == "/readyz":
+            if server is not None and not server.stopping:
+                return "200 OK", "text/plain", b"ready\n"
+            return "503 Service Unavailable", "text/plain", b"not ready\n"
+        return "404 Not Found", "text/plain", b"try /metrics, /healthz or /readyz\n"

@@ -212,3 +212,5 @@ class WorkerStart:
     preloaded_app: Any = None
     board: LoadBoard | None = None
     board_slot: int = -1
+    #: Where this worker counts for --metrics-bind (greenserve.metrics.WorkerMetrics).
+    metrics: Any = None

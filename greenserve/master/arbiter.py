@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from greenserve import __version__, hooks, logs, pidfile, proctitle
+from greenserve import __version__, hooks, logs, metrics, pidfile, proctitle
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -119,6 +119,11 @@ class Arbiter:
         self.preloaded_app: Any = None
         #: How many connections each worker holds, shared with them (see LoadBoard).
         self.board = LoadBoard()
+        #: --metrics-bind: the endpoint, what exited workers had counted, why workers were replaced.
+        self.status: Any = None
+        self.retired = metrics.Totals()
+        self.restarts: dict[str, int] = {}
+        self.heartbeat_kills = 0
         self.uid: int | None = None
         self.gid: int | None = None
         self.proc_name = config.proc_name or config.app
@@ -170,6 +175,11 @@ class Arbiter:
         scheme = "https" if config.tls else "http"
         for listener in self.listeners:
             log.info("Listening at: %s (%d)", listener.url("http" if listener.is_unix else scheme), self.pid)
+        if config.metrics_bind:
+            from greenserve.master.httpstatus import StatusEndpoint
+
+            self.status = StatusEndpoint(config.metrics_bind, self.status_page)
+            log.info("Metrics at: %s/metrics (%d)", self.status.url, self.pid)
         self._write_pidfile()
         if config.preload and config.reload:
             log.warning("--preload is ignored with --reload: code changes need fresh imports")
@@ -254,8 +264,13 @@ class Arbiter:
 
     def _wait(self) -> None:
         fds = [self._wake_r] + [w.link.read_fd for w in self.workers.values() if w.link.read_fd >= 0]
+        status = self.status
+        writing: list[int] = []
+        if status is not None:
+            fds += status.read_fds()
+            writing = status.write_fds()
         try:
-            readable, _, _ = _select(fds, [], [], _LOOP_INTERVAL)
+            readable, writable, _ = _select(fds, writing, [], _LOOP_INTERVAL)
         except InterruptedError:
             return
         except OSError as exc:  # pragma: no cover - a closed pipe between loops
@@ -266,6 +281,30 @@ class Arbiter:
             with contextlib.suppress(OSError):
                 while os.read(self._wake_r, 4096):
                     pass
+        if status is not None:
+            status.handle(readable, writable)
+
+    def status_page(self, path: str) -> tuple[str, str, bytes]:
+        """--metrics-bind: Prometheus metrics, liveness and readiness (for load balancers, Kubernetes)."""
+        if path == "/metrics":
+            snapshots = {
+                str(w.age): w.metrics.snapshot() for w in self.workers.values() if w.metrics is not None
+            }
+            server = {
+                "workers": self.num_workers,
+                "restarts": self.restarts,
+                "heartbeat_kills": self.heartbeat_kills,
+            }
+            text = metrics.render(snapshots, self.retired, server)
+            return "200 OK", metrics.CONTENT_TYPE, text.encode("utf-8")
+        if path == "/healthz":
+            return "200 OK", "text/plain", b"ok\n"
+        if path == "/readyz":
+            ready = sum(1 for w in self.workers.values() if w.state == READY)
+            if ready and self.ready_announced and not self.stopping:
+                return "200 OK", "text/plain", f"ready: {ready} workers\n".encode()
+            return "503 Service Unavailable", "text/plain", b"not ready\n"
+        return "404 Not Found", "text/plain", b"try /metrics, /healthz or /readyz\n"
 
     # -- signals -----------------------------------------------------------------------
 
@@ -329,6 +368,7 @@ class Arbiter:
             generation=self.generation,
             max_requests=config.max_requests + jitter if config.max_requests else 0,
             board_slot=self.board.allocate(),
+            metrics=metrics.WorkerMetrics() if self.status is not None else None,
         )
         try:
             hooks.notify(hooks.PreFork(self, worker))
@@ -358,6 +398,10 @@ class Arbiter:
         for other in self.workers.values():
             if other is not worker:
                 other.link.close()
+                if other.metrics is not None:
+                    other.metrics.close()
+        if self.status is not None:
+            self.status.listener.sock.close()  # the endpoint is the master's
         self.workers = {}
 
     def _kill(self, worker: WorkerRecord, signum: int) -> None:
@@ -427,9 +471,18 @@ class Arbiter:
             self._read_link(worker)  # its last words, e.g. why it could not start
             worker.link.close()
             self.board.release(worker.board_slot)
+            if worker.metrics is not None:
+                self.retired.add(worker.metrics.snapshot())
+                worker.metrics.close()
             self._worker_exited(worker, code)
 
     def _worker_exited(self, worker: WorkerRecord, code: int) -> None:
+        if not self.stopping:
+            cause = worker.stop_cause or ("timeout" if worker.aborted_at else "crash" if code else "exit")
+            self.restarts[cause] = self.restarts.get(cause, 0) + 1
+        self._report_exit(worker, code)
+
+    def _report_exit(self, worker: WorkerRecord, code: int) -> None:
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         if worker.expected_exit and code in (0, -signal.SIGKILL, -signal.SIGTERM, -signal.SIGQUIT):
             log.info("Worker %d stopped (%s)", worker.pid, how)
@@ -522,6 +575,7 @@ class Arbiter:
                     timeout,
                 )
                 worker.aborted_at = now
+                self.heartbeat_kills += 1
                 self._kill(worker, signal.SIGABRT)
         for worker in list(self.workers.values()):
             overdue = now - worker.stop_sent_at > self.config.graceful_timeout + 5.0
@@ -557,6 +611,7 @@ class Arbiter:
         if len(active) > self.num_workers:
             for worker in sorted(active, key=lambda w: w.age)[: len(active) - self.num_workers]:
                 log.info("Stopping worker %d (%d workers wanted)", worker.pid, self.num_workers)
+                worker.stop_cause = "scale_down"
                 self.stop_worker(worker)
                 active.remove(worker)
         ready = [w for w in active if w.state == READY]
@@ -564,6 +619,7 @@ class Arbiter:
             for worker in workers:
                 if worker.state != STOPPING and (worker.retiring or worker.generation < self.generation):
                     log.info("Stopping worker %d: replaced", worker.pid)
+                    worker.stop_cause = "max_requests" if worker.retiring else "reload"
                     self.stop_worker(worker)
             if not self.ready_announced:
                 self.ready_announced = True
@@ -637,6 +693,8 @@ class Arbiter:
     # -- shutdown ----------------------------------------------------------------------
 
     def cleanup(self) -> None:
+        if self.status is not None:
+            self.status.close()
         for worker in list(self.workers.values()):
             self._kill(worker, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):

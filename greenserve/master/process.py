@@ -61,6 +61,10 @@ class WorkerRecord:
     expected_exit: bool = False
     #: Its slot on the master's LoadBoard (-1: none).
     board_slot: int = -1
+    #: Its metrics block, with --metrics-bind (greenserve.metrics.WorkerMetrics).
+    metrics: Any = None
+    #: Why the master stopped it: reload, max_requests, scale_down ("" otherwise).
+    stop_cause: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     #: gunicorn's ``worker.log`` for hooks: info(), warning(), exception()... to the error log.
     log: ClassVar[logs.ServerLog] = logs.SERVER_LOG
@@ -94,6 +98,7 @@ def child_main(arbiter: Arbiter, worker: WorkerRecord) -> int:
         preloaded_app=arbiter.preloaded_app,
         board=arbiter.board,
         board_slot=worker.board_slot,
+        metrics=worker.metrics,
     )
     return int(import_entry(WORKER_ENTRY)(start))
 

@@ -122,6 +122,7 @@ def build_server(
     ssl_context: Any = None,
     board: LoadBoard | None = None,
     board_slot: int = -1,
+    metrics: Any = None,
 ) -> Any:
     from greenserve.logs import wants_access_fields
     from greenserve.worker.accesslog import AccessLog
@@ -140,6 +141,7 @@ def build_server(
         ssl_context=ssl_context,
         board=board,
         board_slot=board_slot,
+        metrics=metrics,
     )
 
 
@@ -262,6 +264,20 @@ class _Controller:
             self.link.send(MSG_RETIRE)
 
 
+def start_block_monitor(config: Config, server: Any) -> Any:
+    """--block-threshold: report what blocks the event loop (see greenserve/worker/blocker.py)."""
+    if not config.block_threshold:
+        return None
+    from greenserve.worker.blocker import BlockMonitor, request_in_frames
+
+    metrics = server.metrics
+    monitor = BlockMonitor(
+        config.block_threshold, request_in_frames, metrics.blocked if metrics is not None else None
+    )
+    monitor.start()
+    return monitor
+
+
 def tune_garbage_collector(threshold: int) -> None:
     """Keep what start-up made out of later collections, and collect less often.
 
@@ -353,6 +369,7 @@ def run(
     board: LoadBoard | None = None,
     board_slot: int = -1,
     sole_listener: bool = False,
+    metrics: Any = None,
 ) -> int:
     """Patch, load, serve until a stop signal; returns the process exit code.
 
@@ -360,7 +377,7 @@ def run(
     or 4 for the application itself), which stops the master instead of
     starting a respawn loop.
     """
-    lifespan = None
+    lifespan = monitor = None
     try:
         patch()
         if link is not None:
@@ -376,6 +393,7 @@ def run(
             ssl_context=ssl_context,
             board=board,
             board_slot=board_slot,
+            metrics=metrics,
         )
         server.worker = worker
         server.sole_listener = sole_listener
@@ -387,6 +405,7 @@ def run(
             server.max_requests = controller.max_requests
             server.on_max_requests = controller.retire
         server.start()
+        monitor = start_block_monitor(config, server)
         tune_garbage_collector(config.gc_threshold)
     except AppLoadError as exc:
         log.debug("application load traceback", exc_info=exc.__cause__ or exc)
@@ -417,6 +436,8 @@ def run(
         server.serve_forever()
     except KeyboardInterrupt:  # pragma: no cover - Windows delivers Ctrl-C this way
         server.shutdown(config.graceful_timeout)
+    if monitor is not None:
+        monitor.stop()
     if lifespan is not None:
         lifespan.shutdown(config.graceful_timeout)
         lifespan.loop_thread.stop()

@@ -238,6 +238,13 @@ class Connection:
         if self.deadline != deadline or not deadline:
             return
         self.deadline = 0.0
+        metrics = self.server.metrics
+        if metrics is not None:
+            waiting = self.waiting
+            if waiting == WAIT_REQUEST:
+                metrics.timed_out("keep_alive" if self.requests else "header")
+            else:
+                metrics.timed_out("header" if waiting == WAIT_HEAD else "client")
         if self.parked is not None:
             self._drop_parked()  # keep-alive timeout while parked: just close
         elif self.greenlet is not None:
@@ -351,6 +358,8 @@ class Connection:
         """Called by the reaper in the hub: cancel the request if it is still the same one."""
         if self.request_deadline == deadline and deadline and self.greenlet is not None:
             self.request_deadline = 0.0
+            if self.server.metrics is not None:
+                self.server.metrics.timed_out("request")
             self.greenlet.throw(RequestTimeout())
 
     def _lingering_close(self) -> None:
@@ -508,7 +517,8 @@ class Connection:
         # the access log or a hook needs one.
         environ = self._environ(request, body) if asgi is None or server.needs_environ else None
         access_log = server.access_log
-        started = perf_counter() if access_log is not None else 0.0
+        metrics = server.metrics
+        started = perf_counter() if access_log is not None or metrics is not None else 0.0
         server.requests += 1
         if server.requests == server.max_requests:
             server.on_max_requests()
@@ -534,6 +544,10 @@ class Connection:
             del environ["greenserve.connection"]  # an environ the app keeps must not keep the socket
         if access_log is not None:
             access_log.log(environ, exchange, perf_counter() - started)
+        if metrics is not None:
+            metrics.request(
+                request.method, exchange.status, perf_counter() - started, body.received, exchange.body_bytes
+            )
         if exchange.state == SWITCHED:
             return False  # the protocol that took the socket over has finished with it
         step = exchange.finish(body.done, self.body_error is not None)

@@ -44,6 +44,7 @@ _LATER = (
     "greenserve.asgi.loop_thread",
     "greenserve.asgi.scope",
     "greenserve.asgi.websocket",
+    "greenserve.worker.blocker",
     "gevent.resolver.thread",
     "gevent.threadpool",
     "gevent.select",
@@ -90,6 +91,7 @@ def main(start: WorkerStart) -> int:
         ssl_context=ssl_context,
         board=start.board,
         board_slot=start.board_slot,
+        metrics=start.metrics,
     )
 
 

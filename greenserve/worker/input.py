@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class Input:
     """The body of one request. Reads return ``b""`` at its end (input_terminated)."""
 
-    __slots__ = ("_buf", "_conn", "_continue", "done")
+    __slots__ = ("_buf", "_conn", "_continue", "done", "received")
 
     def __init__(self, conn: Connection, exchange: Exchange) -> None:
         self._conn = conn
@@ -32,6 +32,8 @@ class Input:
         self._continue = exchange.continue_pending
         #: The whole body has been received (or the body failed).
         self.done = False
+        #: Body bytes received so far (for metrics).
+        self.received = 0
 
     def _piece(self) -> bytes:
         """The next piece of body from the parser; ``b""`` at the end."""
@@ -46,6 +48,7 @@ class Input:
             conn.receive_body()
         event = events.popleft()
         if isinstance(event, bytes):
+            self.received += len(event)
             return event
         self.done = True
         if event is END:
@@ -149,6 +152,7 @@ class EmptyInput:
     __slots__ = ()
 
     done = True
+    received = 0
 
     def read(self, size: int | None = -1) -> bytes:
         return b""

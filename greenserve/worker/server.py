@@ -31,6 +31,7 @@ from gevent.event import Event
 from greenserve import __version__, hooks
 from greenserve.config import Config
 from greenserve.interfaces import IPostRequest, IPreRequest
+from greenserve.metrics import WorkerMetrics
 from greenserve.protocol.environ import base_environ
 from greenserve.protocol.events import Limits
 from greenserve.protocol.exchange import ExchangeSettings
@@ -119,6 +120,7 @@ class WorkerServer:
         clock: Callable[[], float] = time.time,
         board: LoadBoard | None = None,
         board_slot: int = -1,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.config = config
         self.app = app
@@ -180,6 +182,8 @@ class WorkerServer:
             per_message_deflate=config.ws_per_message_deflate,
             send_timeout=config.client_timeout,
         )
+        #: Where this worker counts requests, timeouts, evictions for --metrics-bind (None: off).
+        self.metrics = metrics
         #: Where this worker tells its siblings how many connections it holds (None: alone).
         self.board = board
         self.board_slot = board_slot
@@ -202,6 +206,8 @@ class WorkerServer:
         self._stopped = Event()
         self._acceptors: list[Any] = []
         self._reaper: Any = None
+        #: Other greenlets of the server's own (metrics), killed when it stops.
+        self._greenlets: list[Any] = []
         self.hub_loop = gevent.get_hub().loop
         self.spawn = gevent.spawn_raw
         #: Idle this long, a keep-alive connection gives up its greenlet (0: never).
@@ -265,6 +271,8 @@ class WorkerServer:
             self._listening.append((listener, gsock, base))
             self._acceptors.append(gevent.spawn(self._accept_loop, listener, gsock, base))
         self._reaper = gevent.spawn(self._reap)
+        if self.metrics is not None:
+            self._greenlets.append(gevent.spawn(self._measure, self.metrics))
         if self.board is not None:
             self.board.publish(self.board_slot, len(self.connections))  # accepting from now on
 
@@ -293,6 +301,27 @@ class WorkerServer:
                 deadline = conn.request_deadline
                 if deadline and deadline <= now:
                     run_callback(conn.cancel_request, deadline)
+
+    def _measure(self, metrics: WorkerMetrics) -> None:
+        """Every 0.25 s: how late the event loop ran this greenlet (its lag); about once a second, gauges."""
+        interval = 0.25
+        rounds = 0
+        while True:
+            before = monotonic()
+            gevent.sleep(interval)
+            metrics.lag(max(0.0, monotonic() - before - interval))
+            rounds += 1
+            if rounds % 4 == 0:
+                self.publish_gauges()
+
+    def publish_gauges(self) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        connections = self.connections
+        parked = sum(1 for conn in connections if conn.parked is not None)
+        busy = sum(1 for conn in connections if conn.waiting == BUSY and conn.parked is None)
+        metrics.gauges(len(connections), parked, busy, len(self.websockets), self.max_connections)
 
     def serve_forever(self) -> None:
         """Serve until :meth:`shutdown` (or :meth:`kill`) has finished."""
@@ -447,15 +476,20 @@ class WorkerServer:
             elif idle is None or conn.waiting_since < idle.waiting_since:
                 idle = conn
         closed = 0
+        metrics = self.metrics
         if silent:
             silent.sort(key=_waiting_since)
             for conn in silent[:EVICT_BATCH]:
                 closed += conn.close_waiting()
             if closed:
                 log.debug("connection pool full: closed %d connections that sent no request", closed)
+                if metrics is not None:
+                    metrics.evicted("silent", closed)
         elif idle is not None and idle.close_waiting():
             closed = 1
             log.debug("connection pool full: closed the longest idle keep-alive connection")
+            if metrics is not None:
+                metrics.evicted("idle")
         return closed > 0
 
     def close_websockets(self) -> None:
@@ -567,6 +601,8 @@ class WorkerServer:
                 conn.close_waiting()
         if self._reaper is not None:
             self._reaper.kill(block=False)
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
         self._stopped.set()
 
 

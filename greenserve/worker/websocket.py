@@ -182,7 +182,10 @@ class WebSocketTransport:
     # -- life ---------------------------------------------------------------------------
 
     def start(self, pending: bytes) -> None:
-        self.conn.server.websockets.add(self)
+        server = self.conn.server
+        server.websockets.add(self)
+        if server.metrics is not None:
+            server.metrics.websocket_opened()
         self._greenlets.append(gevent.spawn(self._read, pending))
         if self.settings.ping_interval:
             self._greenlets.append(gevent.spawn(self._ping))
@@ -461,7 +464,10 @@ class TakeoverSocket:
         if sock is None:
             sock, self._pending = self._conn.take_over()
             self._sock = sock
-            self._conn.server.websockets.add(self)
+            server = self._conn.server
+            server.websockets.add(self)
+            if server.metrics is not None:
+                server.metrics.websocket_opened()
         return sock
 
     def recv(self, size: int, flags: int = 0) -> bytes:
