@@ -818,6 +818,17 @@ class Config:
         "sync_to_async) gets greenlets. 'uvloop': faster for purely async applications, but "
         "refuses threads started from the loop.",
     )
+    asgi_cancel_grace: float = setting(
+        1.0,
+        flags=["--asgi-cancel-grace"],
+        section="ASGI",
+        parse=_number(float, 0, 3600),
+        metavar="SECONDS",
+        help="When the client goes away or --request-timeout expires, an ASGI application's "
+        "receive() returns http.disconnect at once, and its task is cancelled if it still runs "
+        "after this long (0: at once).",
+    )
+
     # WebSockets (WSGI and ASGI) ---------------------------------------------
     ws_max_size: int = setting(
         16 * 1024 * 1024,

@@ -13,7 +13,8 @@ from typing import Any
 from greenserve import __version__, compat, hooks, logs, pidfile
 from greenserve.config import Config
 from greenserve.errors import BootError
-from greenserve.sockets import close_listeners, create_listeners
+from greenserve.master import systemd
+from greenserve.sockets import adopt_fd, close_listeners, create_listeners
 
 
 def run(config: Config) -> int:
@@ -22,12 +23,18 @@ def run(config: Config) -> int:
     log.info("Starting greenserve %s (single process, pid %d)", __version__, os.getpid())
     hooks.install(config)
     try:
-        listeners = create_listeners(
-            config.bind,
-            backlog=config.backlog,
-            reuse_port=config.reuse_port,
-            umask=config.umask,
-        )
+        activated = systemd.listen_fds() if compat.POSIX else []
+        if activated:
+            # systemd socket activation (a .socket unit): its sockets, not --bind.
+            log.info("Using %d socket(s) from systemd socket activation", len(activated))
+            listeners = [adopt_fd(fd, config.backlog, owned=False) for fd in activated]
+        else:
+            listeners = create_listeners(
+                config.bind,
+                backlog=config.backlog,
+                reuse_port=config.reuse_port,
+                umask=config.umask,
+            )
     except BootError as exc:
         log.error("%s", exc)
         return exc.exit_code
@@ -63,7 +70,7 @@ def run(config: Config) -> int:
             multiprocess=False,
             sole_listener=True,
             metrics=status.metrics if status is not None else None,
-            on_ready=status.serve if status is not None else None,
+            on_ready=lambda server: _ready(server, status),
         )
     except BootError as exc:
         log.error("%s", exc)
@@ -74,6 +81,13 @@ def run(config: Config) -> int:
         close_listeners(listeners)
         if config.pidfile:
             pidfile.remove(config.pidfile)
+
+
+def _ready(server: Any, status: _StatusPage | None) -> None:
+    """The one process serves: tell systemd (Type=notify), and answer metrics scrapes."""
+    systemd.notify(f"READY=1\nSTATUS=serving (single process)\nMAINPID={os.getpid()}")
+    if status is not None:
+        status.serve(server)
 
 
 class _StatusPage:

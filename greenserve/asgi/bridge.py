@@ -67,6 +67,8 @@ class Connection(ConnectionInfo, Protocol):
     """What the bridge uses of a greenserve worker connection."""
 
     exchange: Exchange
+    #: Called once by the worker when the client's side closes during a long request.
+    on_client_gone: Callable[[], None] | None
 
     def sendall(self, data: bytes) -> None: ...
 
@@ -115,10 +117,13 @@ class ASGIBridge:
         *,
         loop_thread: LoopThread | None = None,
         interface: str = "asgi3",
+        cancel_grace: float = 1.0,
     ) -> None:
         self.app = wrap_asgi2(app) if interface == "asgi2" else app
         self._loop_thread = loop_thread
         self.state: dict[str, Any] = {}
+        #: After the client left or --request-timeout expired: how long the task may run on.
+        self.cancel_grace = cancel_grace
 
     @property
     def loop_thread(self) -> LoopThread:
@@ -294,10 +299,19 @@ class HTTPCycle:
         self._gone = True
 
     def _cancel_task(self) -> None:
-        """In the loop thread: --request-timeout gave up on this request."""
+        """In the loop thread: the client left, or --request-timeout gave up on this request.
+
+        ``receive()`` answers ``http.disconnect`` from now on; the task is
+        cancelled if it still runs after the bridge's grace period.
+        """
+        self._gone = True
         task = self._task
         if task is not None and not task.done():
-            task.cancel()
+            grace = self.bridge.cancel_grace
+            if grace:
+                asyncio.get_running_loop().call_later(grace, _cancel, task)
+            else:
+                task.cancel()
 
     def _app_ended(self, error: BaseException | None) -> None:
         start = self._start
@@ -350,6 +364,7 @@ class HTTPCycle:
         sendall = connection.sendall
         self.begin(scope, has_body)
         messages = self._messages(body)
+        connection.on_client_gone = self._client_left
         try:
             for start, data, more in messages:
                 if start is not None:
@@ -364,6 +379,7 @@ class HTTPCycle:
             self.loop_thread.to_loop(self._cancel_task)
             raise
         finally:
+            connection.on_client_gone = None
             messages.close()  # its clean-up runs now, even when a write failed
 
     def wsgi_iterable(self, body: Any, start_response: Callable) -> Iterator[bytes]:
@@ -468,6 +484,13 @@ class HTTPCycle:
         self._pending_receive = future
         self._watch_disconnect()
 
+    def _client_left(self) -> None:
+        """In the hub: the reaper found the client's side closed while the application runs."""
+        self._disconnected = True
+        self.loop_thread.to_loop(self._cancel_task)
+        if self._pending_receive is not None:
+            self._finish_receive()
+
     def _watch_disconnect(self) -> None:
         connection = self.connection
         if connection is None or self._watcher is not None:
@@ -513,6 +536,11 @@ class HTTPCycle:
 
 #: Marks a response start already handed to the greenlet (loop thread side).
 _SENT: dict[str, Any] = {}
+
+
+def _cancel(task: asyncio.Task) -> None:
+    if not task.done():
+        task.cancel()
 
 
 def _asgi_head(start: dict[str, Any]) -> Head:

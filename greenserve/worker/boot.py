@@ -75,6 +75,7 @@ def prepare_asgi(config: Config, app: Callable) -> tuple[Callable, Any]:
         app,
         loop_thread=loop_thread,
         interface="asgi2" if kind == "asgi2" else "asgi3",
+        cancel_grace=config.asgi_cancel_grace,
     )
     lifespan = Lifespan(bridge.app, loop_thread, config.lifespan, bridge.state)
     lifespan.startup()

@@ -115,6 +115,7 @@ class Connection:
         "exchange",
         "greenlet",
         "linger",
+        "on_client_gone",
         "parked",
         "parser",
         "prefaced",
@@ -155,6 +156,9 @@ class Connection:
         self.prefaced = False
         #: The PROXY protocol header the load balancer sent (--proxy-protocol), if any.
         self.proxy_header: Any = None
+        #: Set by a request's handler that wants to know when the client goes away while it runs
+        #: (the ASGI bridge): the reaper checks long requests' sockets and calls it once.
+        self.on_client_gone: Callable[[], None] | None = None
         self.parser = server.new_parser()
         self.events = self.parser.events
         self.exchange = Exchange(server.exchange_settings)
@@ -353,6 +357,26 @@ class Connection:
             return True
         self.parser.feed(data)
         return False
+
+    def check_client_gone(self) -> None:
+        """Called by the reaper in the hub for a long request: has the client closed its side?
+
+        A peek that never blocks: EOF (or a reset) means the client left; bytes
+        waiting are a pipelined request and are left for later.
+        """
+        callback = self.on_client_gone
+        raw = getattr(self.sock, "_sock", None)
+        if callback is None or raw is None:
+            return
+        try:
+            gone = not raw.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return
+        except OSError:
+            gone = True
+        if gone:
+            self.on_client_gone = None
+            callback()
 
     def cancel_request(self, deadline: float) -> None:
         """Called by the reaper in the hub: cancel the request if it is still the same one."""

@@ -58,6 +58,8 @@ EVICT_BATCH = 32
 #: this long for its next request, answered with Connection: close (a client that is sending
 #: just then must not get a reset).
 DRAIN_GRACE = 1.0
+#: A request running this long has its client's socket checked on each reaper pass: did it leave?
+WATCH_AFTER = 0.5
 #: How long a worker leaves a waiting client to a less loaded worker before it takes it itself.
 ACCEPT_DEFER = 0.02
 _DEFER_STEP = 0.001
@@ -286,6 +288,7 @@ class WorkerServer:
             gevent.sleep(interval)
             now = monotonic()
             park_before = now - park_after
+            watch_before = now - WATCH_AFTER
             for conn in connections:
                 deadline = conn.deadline
                 if deadline:
@@ -301,6 +304,8 @@ class WorkerServer:
                 deadline = conn.request_deadline
                 if deadline and deadline <= now:
                     run_callback(conn.cancel_request, deadline)
+                if conn.on_client_gone is not None and conn.waiting_since < watch_before:
+                    run_callback(conn.check_client_gone)
 
     def _measure(self, metrics: WorkerMetrics) -> None:
         """Every 0.25 s: how late the event loop ran this greenlet (its lag); about once a second, gauges."""

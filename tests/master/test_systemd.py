@@ -82,3 +82,34 @@ def test_notify_socket_gets_ready_and_stopping(master, tmp_path):
         assert server.wait(10) == 0
     finally:
         notify.close()
+
+
+def test_single_process_uses_the_activated_socket_and_notifies(master, tmp_path):
+    """--single-process under a systemd .socket unit: the passed socket, not --bind; READY=1 once serving."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        notify.bind(str(path))
+        server = master(
+            "mapp:app",
+            "--single-process",
+            env={"SHIM_FD": str(listener.fileno()), "NOTIFY_SOCKET": str(path)},
+            pass_fds=(listener.fileno(),),
+            shim=SHIM,
+            ready=r"serving mapp:app",
+        )
+        server.wait_for(r"Using 1 socket\(s\) from systemd socket activation")
+        assert server.url == f"http://127.0.0.1:{port}"
+        ready = _receive(notify, "READY=1", 10)[-1].splitlines()
+        assert f"MAINPID={server.pid}" in ready
+        status, body = http_get(("127.0.0.1", port), "/")
+        assert status == 200 and int(body) == server.pid
+        assert server.stop(signal.SIGTERM, timeout=10) == 0
+        assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+    finally:
+        listener.close()
+        notify.close()
