@@ -63,6 +63,8 @@ WATCH_AFTER = 0.5
 #: How long a worker leaves a waiting client to a less loaded worker before it takes it itself.
 ACCEPT_DEFER = 0.02
 _DEFER_STEP = 0.001
+#: Clients accepted back to back before the accept loop lets the other greenlets run.
+_ACCEPT_BATCH = 64
 
 #: The blocking select(2), even once gevent patched select: used with a zero timeout only.
 _poll_readable = monkey.get_original("select", "select")
@@ -344,6 +346,7 @@ class WorkerServer:
         gsock.setblocking(False)  # accept() raises instead of waiting: this loop waits itself
         # Workers sharing this socket share its clients (their own --reuse-port sockets they don't).
         board = self.board if self.board is not None and not listener.per_worker else None
+        accepted = 0
         while not self.stopping:
             # Accept without waiting first when a client is already there (bursts
             # go back to back); wait for one when there is none, or when this
@@ -364,6 +367,7 @@ class WorkerServer:
             try:
                 client, address = gsock.accept()
             except BlockingIOError:
+                accepted = 0
                 try:
                     wait_read(fileno)  # nobody waits (or another worker was quicker)
                 except OSError:
@@ -380,6 +384,9 @@ class WorkerServer:
                     continue
                 raise
             self._add(listener, client, address, tcp, tls, base)
+            accepted += 1
+            if accepted % _ACCEPT_BATCH == 0:
+                gevent.sleep(0)  # a long burst of clients must not starve the connections already in
 
     def _add(self, listener: Listener, client: Any, address: Any, tcp: bool, tls: Any, base: Any) -> None:
         if tcp:
