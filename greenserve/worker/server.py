@@ -271,6 +271,9 @@ class WorkerServer:
             # The gevent socket takes the descriptor over; the stdlib object,
             # made before gevent patched anything, must not close it too.
             gsock = gsocket.socket(std.family, std.type, std.proto, fileno=std.detach())
+            # accept() raises instead of waiting: the accept loop waits itself, and
+            # _take_queued stops at EAGAIN (even when the stop comes before the loop ever ran).
+            gsock.setblocking(False)
             base = self._listener_base(listener)
             self._listening.append((listener, gsock, base))
             self._acceptors.append(gevent.spawn(self._accept_loop, listener, gsock, base))
@@ -343,7 +346,6 @@ class WorkerServer:
         connections = self.connections
         tls = self.ssl_context
         fileno = gsock.fileno()
-        gsock.setblocking(False)  # accept() raises instead of waiting: this loop waits itself
         # Workers sharing this socket share its clients (their own --reuse-port sockets they don't).
         board = self.board if self.board is not None and not listener.per_worker else None
         accepted = 0

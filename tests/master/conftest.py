@@ -286,11 +286,17 @@ def master() -> Iterator[_MasterFactory]:
 
 
 class Load:
-    """``threads`` clients looping ``GET path`` (a new connection each) on loopback.
+    """``threads`` clients looping ``GET path`` on loopback.
 
-    Every failure is recorded: connection refused or reset, a timeout, a
-    status other than 200. Bodies of ``/`` are worker pids: ``pids`` counts
-    which workers answered. Stops by itself after ``max_seconds``.
+    By default each request opens a new connection. With ``keep_alive`` each
+    client keeps one connection and sends its requests on it, opening a new
+    one only when the server answers ``Connection: close`` (or after a failure).
+
+    Every failure is recorded: connection refused or reset, the connection
+    closed before a response, a timeout, a status other than 200. With
+    ``refused_ok`` a refused connection is not a failure but the end of that
+    client (the server has stopped listening). Bodies of ``/`` are worker pids:
+    ``pids`` counts which workers answered. Stops by itself after ``max_seconds``.
     """
 
     def __init__(
@@ -301,19 +307,33 @@ class Load:
         pause: float = 0.01,
         timeout: float = 5.0,
         max_seconds: float = 40.0,
+        keep_alive: bool = False,
+        refused_ok: bool = False,
     ) -> None:
         self.address = address
         self.path = path
         self.pause = pause
         self.timeout = timeout
         self.max_seconds = max_seconds
+        self.keep_alive = keep_alive
+        self.refused_ok = refused_ok
         self.ok = 0
         #: ``(seconds since start, wall clock, what happened)`` per failed request.
         self.failures: list[tuple[float, str, str]] = []
         self.pids: Counter[int] = Counter()
+        #: Per client (thread index): failed requests, and when the last success and failure began.
+        self.client_failures: Counter[int] = Counter()
+        self.last_ok: dict[int, float] = {}
+        self.last_failure: dict[int, float] = {}
+        #: Per client: the worker pid in its last ``/`` answer (the worker its connection is on).
+        self.last_pid: dict[int, int] = {}
+        #: Connections opened (keep-alive mode) and connections refused (``refused_ok``).
+        self.connections = 0
+        self.refused = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        run = self._run_keep_alive if keep_alive else self._run
+        self._threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(threads)]
         self.started = 0.0
 
     def __enter__(self) -> Load:
@@ -334,28 +354,92 @@ class Load:
             if thread.ident is not None:
                 thread.join(self.timeout + 2)
 
-    def _run(self) -> None:
+    def _run(self, index: int) -> None:
         deadline = self.started + self.max_seconds
         while not self._stop.is_set() and time.monotonic() < deadline:
             began = time.monotonic()
             try:
                 status, body = http_get(self.address, self.path, self.timeout)
+            except ConnectionRefusedError as exc:
+                if self._refused(index, began, exc):
+                    return
             except Exception as exc:
-                self._fail(began, repr(exc))
+                self._fail(index, began, repr(exc))
             else:
-                with self._lock:
-                    if status == 200:
-                        self.ok += 1
-                        if body.isdigit():
-                            self.pids[int(body)] += 1
-                if status != 200:
-                    self._fail(began, f"status {status}: {body[:100]!r}")
+                self._answered(index, began, status, body)
             self._stop.wait(self.pause)
 
-    def _fail(self, began: float, what: str) -> None:
+    def _run_keep_alive(self, index: int) -> None:
+        deadline = self.started + self.max_seconds
+        conn: http.client.HTTPConnection | None = None
+        try:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                began = time.monotonic()
+                if conn is None:
+                    conn = http.client.HTTPConnection(*self.address, timeout=self.timeout)
+                    try:
+                        conn.connect()
+                    except ConnectionRefusedError as exc:
+                        conn = None
+                        if self._refused(index, began, exc):
+                            return
+                        self._stop.wait(self.pause)
+                        continue
+                    except OSError as exc:
+                        conn = None
+                        self._fail(index, began, f"connect: {exc!r}")
+                        self._stop.wait(self.pause)
+                        continue
+                    with self._lock:
+                        self.connections += 1
+                try:
+                    conn.request("GET", self.path)
+                    response = conn.getresponse()
+                    body = response.read()
+                except Exception as exc:  # reset, EOF before the response, timeout
+                    conn.close()
+                    conn = None
+                    self._fail(index, began, repr(exc))
+                else:
+                    self._answered(index, began, response.status, body)
+                    if response.will_close:  # the server said Connection: close
+                        conn.close()
+                        conn = None
+                self._stop.wait(self.pause)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _answered(self, index: int, began: float, status: int, body: bytes) -> None:
+        if status != 200:
+            self._fail(index, began, f"status {status}: {body[:100]!r}")
+            return
+        with self._lock:
+            self.ok += 1
+            self.last_ok[index] = began
+            if body.isdigit():
+                self.pids[int(body)] += 1
+                self.last_pid[index] = int(body)
+
+    def _refused(self, index: int, began: float, exc: OSError) -> bool:
+        """A refused connection: True when this client should stop (``refused_ok``)."""
+        if not self.refused_ok:
+            self._fail(index, began, repr(exc))
+            return False
+        with self._lock:
+            self.refused += 1
+        return True
+
+    def _fail(self, index: int, began: float, what: str) -> None:
         wall = time.strftime("%H:%M:%S", time.localtime(time.time() - (time.monotonic() - began)))
         with self._lock:
             self.failures.append((round(began - self.started, 3), wall, what))
+            self.client_failures[index] += 1
+            self.last_failure[index] = began
+
+    def alive(self) -> int:
+        """Client threads still running."""
+        return sum(1 for thread in self._threads if thread.is_alive())
 
     def wait_ok(self, more: int = 1, timeout: float = 5.0) -> None:
         """Wait until ``more`` further requests have succeeded."""
@@ -369,11 +453,25 @@ class Load:
             f"none of {sorted(wanted)} answered: {self.summary()}"
         )
 
+    def wait_every_client_ok_after(self, moment: float, timeout: float = 5.0) -> None:
+        """Wait until every client has succeeded with a request begun after ``moment``
+        and after its own last failure (it recovered)."""
+
+        def recovered() -> bool:
+            with self._lock:
+                return all(
+                    self.last_ok.get(index, 0.0) > max(moment, self.last_failure.get(index, 0.0))
+                    for index in range(len(self._threads))
+                )
+
+        assert wait_until(recovered, timeout), f"not every client recovered: {self.summary()}"
+
     def summary(self) -> str:
         with self._lock:
             return (
                 f"{self.ok} ok, {len(self.failures)} failed {self.failures[:10]}, "
-                f"answered by {dict(self.pids)}"
+                f"failed clients {dict(self.client_failures)}, answered by {dict(self.pids)}, "
+                f"{self.connections} connections opened, {self.refused} refused"
             )
 
 

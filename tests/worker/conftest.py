@@ -55,6 +55,15 @@ def run_in_thread(fn: Callable[[], Any], timeout: float = 10.0) -> Any:
     return result.get("value")
 
 
+def wait_serving(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
+    """Poll ``predicate`` while the gevent hub keeps serving in this thread (bounded)."""
+    deadline = monotonic() + timeout
+    while not predicate():
+        if monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what or predicate}")
+        gevent.sleep(0.002)
+
+
 def start_in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     """Start ``fn`` in a real thread; ``join_serving`` waits for it while serving."""
     result: dict[str, Any] = {}
