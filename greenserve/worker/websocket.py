@@ -25,6 +25,7 @@ and greenserve closes the socket when the application returns.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -58,6 +59,7 @@ from greenserve.protocol.websocket import (
     NORMAL,
     PROTOCOL_ERROR,
     BoundedDeflate,
+    HandshakeError,
     handshake_request,
 )
 
@@ -97,10 +99,6 @@ class WebSocketSettings:
         self.send_timeout = send_timeout
 
 
-class HandshakeError(ValueError):
-    """The upgrade request is not a valid WebSocket handshake (the client gets a 400)."""
-
-
 def is_websocket_request(request: HTTPRequest) -> bool:
     return request.upgrade is not None and request.upgrade.lower() == b"websocket" and request.method == "GET"
 
@@ -114,8 +112,10 @@ class WebSocketHandshake:
         try:
             self.ws.receive_data(handshake_request(request))
             event = next(self.ws.events())
-        except (RemoteProtocolError, StopIteration) as exc:
-            raise HandshakeError(str(exc) or "not a WebSocket handshake") from None
+        except RemoteProtocolError as exc:
+            raise HandshakeError.from_wsproto(exc) from None
+        except StopIteration:
+            raise HandshakeError("not a WebSocket handshake") from None
         if not isinstance(event, Request):  # pragma: no cover - wsproto yields a Request first
             raise HandshakeError("not a WebSocket handshake")
         #: The subprotocols the client offered, in its order of preference.
@@ -353,6 +353,24 @@ def send_within(sock: Any, data: bytes, timeout: float, tls: bool = False) -> No
         sock.sendall(data)
 
 
+@functools.cache
+def _invalid_handshake_class() -> type[HandshakeError]:
+    """A HandshakeError that is also gevent-websocket's WebSocketError when it is installed."""
+    try:
+        from geventwebsocket.exceptions import WebSocketError
+    except ImportError:
+        return HandshakeError
+    doc = "An invalid WebSocket handshake, catchable as gevent-websocket's WebSocketError."
+    return type("InvalidHandshake", (HandshakeError, WebSocketError), {"__doc__": doc})
+
+
+def _invalid_handshake(error: HandshakeError) -> HandshakeError:
+    """What ``wsgi.websocket`` raises for an invalid handshake: an application may catch it as
+    gevent-websocket's WebSocketError; if it lets it propagate, the client gets ``error``'s
+    4xx response (Connection._failed), not a 500."""
+    return _invalid_handshake_class()(f"invalid WebSocket handshake: {error}", error.status, error.headers)
+
+
 def _websocket_error(message: str) -> Exception:
     """gevent-websocket's WebSocketError when it is installed (code may catch it), else OSError."""
     try:
@@ -409,7 +427,7 @@ class WSGIWebSocket:
             try:
                 self._handshake = handshake = WebSocketHandshake(self.conn, self.request)
             except HandshakeError as exc:
-                raise _websocket_error(f"invalid WebSocket handshake: {exc}") from None
+                raise _invalid_handshake(exc) from None
             transport = self.transport = handshake.accept()
         return transport
 
