@@ -61,9 +61,12 @@ class HandshakeError(ValueError):
     def from_wsproto(cls, exc: Exception) -> HandshakeError:
         """From wsproto's refusal of a handshake (its hint carries the status and headers)."""
         hint = getattr(exc, "event_hint", None)
-        if isinstance(hint, RejectConnection):
-            return cls(str(exc) or "not a WebSocket handshake", hint.status_code, list(hint.headers))
-        return cls(str(exc) or "not a WebSocket handshake")
+        if not isinstance(hint, RejectConnection):
+            return cls(str(exc) or "not a WebSocket handshake")
+        headers = list(hint.headers)
+        if hint.status_code == 426:
+            headers.append((b"upgrade", b"websocket"))  # RFC 9110 15.5.22: a 426 names the protocol
+        return cls(str(exc) or "not a WebSocket handshake", hint.status_code, headers)
 
     def response(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """The plain HTTP refusal: status, headers (ASGI-style byte pairs) and body."""

@@ -187,6 +187,8 @@ def test_invalid_handshake_is_a_client_error(server, name):
     assert response.status in (400, 426), (response.status, response.body)
     if "Version" in name:
         assert response.getheader("Sec-WebSocket-Version") == "13"  # RFC 6455 4.2.2: the version we speak
+    if response.status == 426:
+        assert response.getheader("Upgrade") == "websocket"  # RFC 9110 15.5.22
     server.wait_for("invalid WebSocket handshake", start=start)  # logged as the client's mistake
     assert "Traceback" not in "\n".join(server.lines[start:])
 
