@@ -26,7 +26,9 @@ from gevent.event import Event
 
 from greenserve.asgi.loop_thread import fail_future, resolve_future
 from greenserve.errors import ClientDisconnected
+from greenserve.logs import escape
 from greenserve.protocol.events import Request
+from greenserve.protocol.websocket import HandshakeError
 
 if TYPE_CHECKING:
     from greenserve.asgi.bridge import ASGIBridge, Connection
@@ -129,9 +131,9 @@ class WebSocketSession:
         from_connection = self.connection.websocket_handshake
         try:
             self.handshake = from_connection(self.request)
-        except ValueError as exc:  # HandshakeError
-            log.info("invalid WebSocket handshake: %s", exc)
-            return 400, [(b"content-type", b"text/plain")], b"Invalid WebSocket handshake\n"
+        except HandshakeError as exc:
+            log.info("invalid WebSocket handshake: %s", escape(str(exc)))
+            return exc.response()
         self.scope["subprotocols"] = list(self.handshake.subprotocols)
         self.loop_thread.to_loop(self._start_task, self.scope)
         try:

@@ -5,6 +5,8 @@ adds, testable on bytes:
 
 - :func:`handshake_request` turns a parsed upgrade request back into the bytes
   wsproto reads, so its handshake checks (version, key, ``Connection``) apply;
+  :class:`HandshakeError` is the refusal when they fail (400, or 426 and the
+  version greenserve speaks), the same for WSGI and ASGI applications;
 - :class:`BoundedDeflate`, permessage-deflate (RFC 7692) whose decompression
   stops at the largest message the server accepts: a compressed message is
   never inflated beyond ``--ws-max-size``, however well it compresses (a few
@@ -16,6 +18,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+from wsproto.events import RejectConnection
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 
@@ -37,6 +40,37 @@ def handshake_request(request: Request) -> bytes:
     lines += [name + b": " + value + b"\r\n" for name, value in request.headers]
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+class HandshakeError(ValueError):
+    """The upgrade request is not a valid WebSocket handshake: the client's mistake, answered
+    with ``status`` (400; 426 for a version other than 13) and ``headers``.
+
+    RFC 6455 4.2.2: a refused version is answered with the version the server
+    speaks (``Sec-WebSocket-Version: 13``), so a client can retry with it.
+    """
+
+    BODY = b"Invalid WebSocket handshake\n"
+
+    def __init__(self, message: str, status: int = 400, headers: list[tuple[bytes, bytes]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.headers = list(headers or [])
+
+    @classmethod
+    def from_wsproto(cls, exc: Exception) -> HandshakeError:
+        """From wsproto's refusal of a handshake (its hint carries the status and headers)."""
+        hint = getattr(exc, "event_hint", None)
+        if not isinstance(hint, RejectConnection):
+            return cls(str(exc) or "not a WebSocket handshake")
+        headers = list(hint.headers)
+        if hint.status_code == 426:
+            headers.append((b"upgrade", b"websocket"))  # RFC 9110 15.5.22: a 426 names the protocol
+        return cls(str(exc) or "not a WebSocket handshake", hint.status_code, headers)
+
+    def response(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The plain HTTP refusal: status, headers (ASGI-style byte pairs) and body."""
+        return self.status, [(b"content-type", b"text/plain"), *self.headers], self.BODY
 
 
 class BoundedDeflate(PerMessageDeflate):

@@ -54,9 +54,10 @@ from greenserve.errors import ClientDisconnected, ProtocolError, RequestBodyErro
 from greenserve.logs import escape, request_summary
 from greenserve.protocol.environ import request_environ
 from greenserve.protocol.events import END, Request
-from greenserve.protocol.exchange import CLOSE_LINGER, DRAIN, KEEP_ALIVE, SWITCHED, Exchange
+from greenserve.protocol.exchange import CLOSE_LINGER, DRAIN, KEEP_ALIVE, RECEIVING, SWITCHED, Exchange
 from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_headers
-from greenserve.protocol.response import ResponseError
+from greenserve.protocol.response import Head, ResponseError
+from greenserve.protocol.websocket import HandshakeError
 from greenserve.worker.input import EMPTY_INPUT, EmptyInput, Input
 from greenserve.worker.websocket import (
     TakeoverSocket,
@@ -637,6 +638,14 @@ class Connection:
             error, message = exc, "error handling request"
         request = self.exchange.request
         where = request_summary(request.method, request.target) if request else "?"  # escaped: client data
+        if isinstance(exc, HandshakeError) and self.exchange.state == RECEIVING:
+            # The application used wsgi.websocket on an upgrade request that is not a valid
+            # handshake, and let the error propagate: the client's mistake (400, or 426 and
+            # the version we speak), answered as plain HTTP, as a declined upgrade is.
+            log.info("%s (%s)", escape(str(exc)), where)
+            status, headers, body = exc.response()
+            self.sendall(self.exchange.send_head(Head.from_asgi(status, headers), body, end=True))
+            return
         if error is not None:
             log.error("%s %s", message, where, exc_info=error)
         elif status >= 500:

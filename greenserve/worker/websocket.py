@@ -7,8 +7,9 @@ After an ``Upgrade: websocket`` request the connection is handed over
   a reader greenlet that answers pings and queues messages (a bounded queue:
   it stops reading while the application has not taken them), a pinger that
   closes connections whose peer stopped answering, ``--ws-max-size`` (1009),
-  per-message deflate with bounded inflation, the close handshake, and 1001
-  when the worker stops. WSGI applications see it as ``environ["wsgi.websocket"]``
+  per-message deflate with bounded inflation, the close handshake (a
+  connection that fails, with 1002, 1007, 1009 or 1011, closes at once), and
+  1001 when the worker stops. WSGI applications see it as ``environ["wsgi.websocket"]``
   (:class:`WSGIWebSocket`, gevent-websocket's API: Flask-SocketIO, engineio and
   gevent-websocket handlers run unchanged); the ASGI bridge drives the same
   transport;
@@ -25,6 +26,7 @@ and greenserve closes the socket when the application returns.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
-from wsproto import ConnectionType, WSConnection
+from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -58,6 +60,7 @@ from greenserve.protocol.websocket import (
     NORMAL,
     PROTOCOL_ERROR,
     BoundedDeflate,
+    HandshakeError,
     handshake_request,
 )
 
@@ -97,10 +100,6 @@ class WebSocketSettings:
         self.send_timeout = send_timeout
 
 
-class HandshakeError(ValueError):
-    """The upgrade request is not a valid WebSocket handshake (the client gets a 400)."""
-
-
 def is_websocket_request(request: HTTPRequest) -> bool:
     return request.upgrade is not None and request.upgrade.lower() == b"websocket" and request.method == "GET"
 
@@ -114,8 +113,10 @@ class WebSocketHandshake:
         try:
             self.ws.receive_data(handshake_request(request))
             event = next(self.ws.events())
-        except (RemoteProtocolError, StopIteration) as exc:
-            raise HandshakeError(str(exc) or "not a WebSocket handshake") from None
+        except RemoteProtocolError as exc:
+            raise HandshakeError.from_wsproto(exc) from None
+        except StopIteration:
+            raise HandshakeError("not a WebSocket handshake") from None
         if not isinstance(event, Request):  # pragma: no cover - wsproto yields a Request first
             raise HandshakeError("not a WebSocket handshake")
         #: The subprotocols the client offered, in its order of preference.
@@ -173,6 +174,8 @@ class WebSocketTransport:
         self.last_seen = time.monotonic()
         #: A close frame was sent.
         self.close_sent = False
+        #: The connection failed (a frame error, 1009, a ping timeout): nothing more is read.
+        self.failed = False
         #: The connection is over for the application: closed either way, or failed.
         self.closed = False
         #: The close code (1006 when the connection ended without a close frame).
@@ -194,11 +197,17 @@ class WebSocketTransport:
         """The application is done: complete the close handshake (briefly) and stop the greenlets."""
         if not self.close_sent and not self._peer_closed.is_set():
             self.close(NORMAL)
-        if self.close_sent and not self._peer_closed.is_set():
+        if self.failed:
+            # Nobody reads the peer's answer to a failure's close frame (RFC 6455 7.1.7):
+            # close TCP at once instead of waiting CLOSE_TIMEOUT for it, half first
+            # (a lingering close) so that unread input cannot turn the close into a
+            # reset that destroys the close frame on its way.
+            self.conn.linger = True
+        elif self.close_sent and not self._peer_closed.is_set():
             self._peer_closed.wait(CLOSE_TIMEOUT)
         self.conn.server.websockets.discard(self)
-        for greenlet in self._greenlets:
-            greenlet.kill(block=False)
+        # Wait for them to end: the lingering close reads the socket next.
+        gevent.killall(self._greenlets, block=True, timeout=1.0)
         self._mark_closed(self.close_code, self.close_reason)
 
     def going_away(self) -> None:
@@ -252,6 +261,13 @@ class WebSocketTransport:
 
     # -- greenlets --------------------------------------------------------------------------
 
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the WebSocket connection (RFC 6455 7.1.7): a close frame with ``code``, then
+        nothing more is read from the peer and the connection closes once the application is done."""
+        self.failed = True
+        self.close(code, reason)
+        self._mark_closed(code, reason)
+
     def _mark_closed(self, code: int, reason: str) -> None:
         if not self.closed:
             self.closed = True
@@ -273,8 +289,7 @@ class WebSocketTransport:
                         if isinstance(event, (TextMessage, BytesMessage)):
                             size += len(event.data)
                             if max_size and size > max_size:
-                                self.close(MESSAGE_TOO_BIG, "message too big")
-                                self._mark_closed(MESSAGE_TOO_BIG, "message too big")
+                                self._fail(MESSAGE_TOO_BIG, "message too big")
                                 return
                             parts.append(event.data)
                             if event.message_finished:
@@ -290,8 +305,13 @@ class WebSocketTransport:
                         elif isinstance(event, Pong):
                             self._pong.set()
                         elif isinstance(event, CloseConnection):
-                            # The peer closed (or wsproto found a frame error and says
-                            # with which code): answer, unless we closed first.
+                            if ws.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
+                                # Not the peer's close: wsproto found a frame error (its
+                                # state is unchanged), with the code to close with.
+                                log.debug("WebSocket protocol error: %s", event.reason)
+                                self._fail(event.code, event.reason or "")
+                                return
+                            # The peer closed: answer, unless we closed first.
                             if not self.close_sent:
                                 self.close_sent = True
                                 with contextlib.suppress(ClientDisconnected, LocalProtocolError):
@@ -309,8 +329,7 @@ class WebSocketTransport:
             log.debug("WebSocket protocol error: %s", exc)
             hint = getattr(exc, "event_hint", None)
             code = hint.code if isinstance(hint, CloseConnection) else PROTOCOL_ERROR
-            self.close(code, "protocol error")
-            self._mark_closed(code, "protocol error")
+            self._fail(code, "protocol error")
         except OSError:
             self._peer_closed.set()
             self._mark_closed(ABNORMAL, "")
@@ -331,8 +350,7 @@ class WebSocketTransport:
                 return
             if timeout and not self._pong.wait(timeout):
                 log.info("WebSocket ping timeout (%g s): closing", timeout)
-                self.close(INTERNAL_ERROR, "ping timeout")
-                self._mark_closed(INTERNAL_ERROR, "ping timeout")
+                self._fail(INTERNAL_ERROR, "ping timeout")
                 return
 
 
@@ -354,6 +372,24 @@ def send_within(sock: Any, data: bytes, timeout: float, tls: bool = False) -> No
         data = memoryview(data)[sent:]  # type: ignore[assignment]
     with gevent.Timeout(timeout, TimeoutError(f"the peer made no room to send in {timeout:g} s")):
         sock.sendall(data)
+
+
+@functools.cache
+def _invalid_handshake_class() -> type[HandshakeError]:
+    """A HandshakeError that is also gevent-websocket's WebSocketError when it is installed."""
+    try:
+        from geventwebsocket.exceptions import WebSocketError
+    except ImportError:
+        return HandshakeError
+    doc = "An invalid WebSocket handshake, catchable as gevent-websocket's WebSocketError."
+    return type("InvalidHandshake", (HandshakeError, WebSocketError), {"__doc__": doc})
+
+
+def _invalid_handshake(error: HandshakeError) -> HandshakeError:
+    """What ``wsgi.websocket`` raises for an invalid handshake: an application may catch it as
+    gevent-websocket's WebSocketError; if it lets it propagate, the client gets ``error``'s
+    4xx response (Connection._failed), not a 500."""
+    return _invalid_handshake_class()(f"invalid WebSocket handshake: {error}", error.status, error.headers)
 
 
 def _websocket_error(message: str) -> Exception:
@@ -412,7 +448,7 @@ class WSGIWebSocket:
             try:
                 self._handshake = handshake = WebSocketHandshake(self.conn, self.request)
             except HandshakeError as exc:
-                raise _websocket_error(f"invalid WebSocket handshake: {exc}") from None
+                raise _invalid_handshake(exc) from None
             transport = self.transport = handshake.accept()
         return transport
 
