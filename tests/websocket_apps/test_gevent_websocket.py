@@ -115,3 +115,14 @@ def test_gevent_websocket_resource_application(server, variant):
     assert new_events(server, before, 2) == [{"event": "app open"}, {"event": "app close"}]
     assert requests.get(server.url + "/", timeout=5).text == "plain HTTP"
 
+
+def test_gunicorn_command_line_with_gevent_websocket_worker(greenserve):
+    """``-k geventwebsocket.gunicorn.workers.GeventWebSocketWorker``, kept from a gunicorn
+    command line: accepted, noted at INFO, and the WebSocket routes work."""
+    worker = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+    server = serve(greenserve, "-k", worker, "gws_handler:app")
+    line = server.wait_for("worker class")
+    assert "[INFO]" in line and "environ['wsgi.websocket']" in line, line
+    with ws(server) as conn:
+        conn.send("from a gunicorn command line")
+        assert conn.recv(timeout=5) == "from a gunicorn command line"
