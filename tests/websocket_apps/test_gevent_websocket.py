@@ -104,6 +104,15 @@ def test_plain_response_declines_the_upgrade(server):
     assert requests.get(server.url + "/", timeout=5).text == "plain HTTP"
 
 
+def test_application_error_closes_with_1011_and_is_logged(server):
+    with ws(server, "/fail") as conn:
+        assert conn.recv(timeout=5) == "failing"
+        with pytest.raises(ConnectionClosedError) as info:
+            conn.recv(timeout=5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+    server.wait_for("RuntimeError: the handler failed")
+
+
 def test_gevent_websocket_resource_application(server, variant):
     if variant != WITH_GEVENT_WEBSOCKET:
         pytest.skip("geventwebsocket.resource needs gevent-websocket")

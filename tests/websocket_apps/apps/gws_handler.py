@@ -5,6 +5,7 @@
   ``close:CODE`` with ``ws.close(CODE, b"bye")`` followed by a send, which
   must fail;
 - ``/deny``: answers 403 without touching the WebSocket (the upgrade is declined);
+- ``/fail``: accepts, sends ``failing``, then raises;
 - ``/app``: a ``geventwebsocket.resource.Resource`` with a
   ``WebSocketApplication`` (gevent-websocket's own framework), when it is installed;
 - ``/events`` (plain HTTP): what the handlers saw, as JSON.
@@ -85,6 +86,9 @@ def app(environ, start_response):
     if path == "/deny":
         start_response("403 Forbidden", [("Content-Type", "text/plain"), ("Content-Length", "9")])
         return [b"forbidden"]
+    if path == "/fail":
+        ws.send("failing")
+        raise RuntimeError("the handler failed")
     if path == "/app" and RESOURCE is not None:
         return RESOURCE(environ, start_response)
     echo(ws)
