@@ -70,13 +70,13 @@ def ws_url(server: GreenserveProcess, path: str) -> str:
 
 
 class ChatClient:
-    """A python-socketio client on the websocket transport only, recording what it receives.
+    """A python-socketio client (websocket transport only by default), recording what it receives.
 
     ``close_codes`` are the codes of the WebSocket close frames the server
     sent (recorded under websocket-client, which engineio's client uses).
     """
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, transports: tuple[str, ...] = ("websocket",)) -> None:
         self.timeout = timeout
         self.events: list[tuple[str, Any]] = []
         self.close_codes: list[int] = []
@@ -100,7 +100,7 @@ class ChatClient:
         )
         self.sio.on("*", self._record)
         self.sio.on("disconnect", self._disconnected)
-        self.sio.connect(url, transports=["websocket"], wait_timeout=timeout)
+        self.sio.connect(url, transports=list(transports), wait_timeout=timeout)
         self.welcome: dict[str, Any] = self.wait_for("welcome")
 
     def _record(self, event: str, data: Any = None) -> None:
@@ -127,7 +127,7 @@ class ChatClient:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"no {what} within the timeout; received {self.events}")
-                self._cond.wait(left)
+                self._cond.wait(min(left, 0.05))  # events notify; other predicates are polled
 
     def wait_for(self, event: str, match: Callable[[Any], bool] = lambda _: True) -> Any:
         """The data of the first ``event`` received (so far or soon) for which ``match`` is true."""
@@ -158,8 +158,8 @@ def chat_clients() -> Any:
     """Factory of :class:`ChatClient`; every client is disconnected at teardown."""
     clients: list[ChatClient] = []
 
-    def connect(server: GreenserveProcess) -> ChatClient:
-        client = ChatClient(server.url)
+    def connect(server: GreenserveProcess, **options: Any) -> ChatClient:
+        client = ChatClient(server.url, **options)
         clients.append(client)
         return client
 

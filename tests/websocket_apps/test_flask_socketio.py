@@ -49,6 +49,18 @@ def test_websocket_transport_through_the_expected_environ_key(chat_server, varia
     assert requests.get(chat_server.url + "/", timeout=5).text == "chat"
 
 
+def test_long_polling_upgraded_to_websocket_on_one_worker(chat_server, variant, chat_clients):
+    """The socket.io clients' default: long-polling first, then the upgrade (one worker: no
+    sticky sessions needed)."""
+    client = chat_clients(chat_server, transports=("polling", "websocket"))
+    assert client.welcome["websocket"] is None  # connected over long-polling
+    client.wait_until(lambda: client.sio.transport() == "websocket", "upgrade to websocket")
+    name = room()
+    assert client.call("join", name) == {"room": name, "members": [client.sid]}
+    client.call("say", {"room": name, "text": "upgraded"})
+    assert client.wait_for("message")["text"] == "upgraded"
+
+
 def test_rooms_broadcast_and_acknowledgements(chat_server, chat_clients):
     lobby, kitchen = room(), room()
     alice, bob, carol = (chat_clients(chat_server) for _ in range(3))

@@ -66,7 +66,7 @@ def test_client_close_ends_the_loop(server, variant):
         conn.send("x")
         assert conn.recv(timeout=5) == "x"
     closed, again = new_events(server, before + 1, 2)
-    assert closed == {"event": "closed by client"}
+    assert closed == {"event": "receive returned None"}
     # Like gevent-websocket: None once, then receive() raises instead of returning None forever.
     assert again["event"] == "receive after close"
     assert again["error"]["oserror"]
@@ -123,6 +123,19 @@ def test_gevent_websocket_resource_application(server, variant):
     # WebSocketApplication.handle() loops until receive() raises: it must end.
     assert new_events(server, before, 2) == [{"event": "app open"}, {"event": "app close"}]
     assert requests.get(server.url + "/", timeout=5).text == "plain HTTP"
+
+
+def test_ws_max_size_applies_to_wsgi_websocket(greenserve):
+    server = serve(greenserve, "--ws-max-size", "1K", "gws_handler:app")
+    with ws(server) as conn:
+        conn.send("x" * 1024)
+        assert conn.recv(timeout=5) == "x" * 1024
+        conn.send("x" * 1025)
+        with pytest.raises(ConnectionClosedError) as info:
+            conn.recv(timeout=5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    # The handler's receive() returned None: its loop ended.
+    assert wait_until(lambda: {"event": "receive returned None"} in events(server), timeout=5)
 
 
 def test_gunicorn_command_line_with_gevent_websocket_worker(greenserve):

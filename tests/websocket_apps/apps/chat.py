@@ -22,14 +22,15 @@ def _members(room: str) -> list[str]:
     return sorted(sid for sid, _ in socketio.server.manager.get_participants("/", room))
 
 
-def _websocket_key() -> str:
-    """Which environ key engineio used for this connection's WebSocket."""
+def _websocket_key() -> str | None:
+    """Which environ key engineio used for this connection's WebSocket (None: long-polling)."""
     environ = request.environ
-    if environ["wsgi.websocket"].accepted:
+    websocket, raw = environ.get("wsgi.websocket"), environ.get("gunicorn.socket")
+    if websocket is not None and websocket.accepted:
         return "wsgi.websocket"
-    if environ["gunicorn.socket"].taken:
+    if raw is not None and raw.taken:
         return "gunicorn.socket"
-    return "none"
+    return None
 
 
 @app.get("/")
@@ -46,7 +47,6 @@ def on_connect():
             "pid": os.getpid(),
             "async_mode": socketio.async_mode,
             "websocket": _websocket_key(),
-            "websocket_type": type(request.environ["wsgi.websocket"]).__name__,
         },
     )
 

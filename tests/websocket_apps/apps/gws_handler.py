@@ -33,7 +33,7 @@ def echo(ws):
     while not ws.closed:
         message = ws.receive()
         if message is None:
-            EVENTS.append({"event": "closed by client"})
+            EVENTS.append({"event": "receive returned None"})
             try:
                 ws.receive()
             except Exception as exc:
