@@ -215,7 +215,7 @@ GEVENT_WORKERS = frozenset(
         "gunicorn.workers.ggevent.GeventPyWSGIWorker",
     }
 )
-#: gevent-websocket's workers: gevent, plus a WebSocket handler greenserve does not have.
+#: gevent-websocket's workers: gevent, plus environ['wsgi.websocket'], which greenserve provides too.
 GEVENT_WEBSOCKET_PREFIX = "geventwebsocket.gunicorn.workers."
 
 _OTHER_WORKERS = {
@@ -248,10 +248,9 @@ def worker_class_notice(value: str) -> tuple[int, str]:
     if name in GEVENT_WORKERS:
         return logging.INFO, f"worker class {value!r}: greenserve always runs gevent workers"
     if name.startswith(GEVENT_WEBSOCKET_PREFIX):
-        return logging.WARNING, (
-            f"worker class {value!r}: greenserve always runs gevent workers, but has no "
-            "environ['wsgi.websocket'] (gevent-websocket's handler): HTTP routes work, WebSocket "
-            f"routes need an ASGI application (see {DOC})"
+        return logging.INFO, (
+            f"worker class {value!r}: greenserve always runs gevent workers, and gives WebSocket "
+            "requests environ['wsgi.websocket'] itself (see docs/websockets.md)"
         )
     lowered = name.lower()
     if lowered.startswith(("uvicorn.", "uvicorn_worker.")):

@@ -57,7 +57,7 @@ from greenserve.protocol.events import END, Request
 from greenserve.protocol.exchange import CLOSE_LINGER, DRAIN, KEEP_ALIVE, RECEIVING, SWITCHED, Exchange
 from greenserve.protocol.proxy import ProxyPolicy, apply_proxy_headers
 from greenserve.protocol.response import Head, ResponseError
-from greenserve.protocol.websocket import HandshakeError
+from greenserve.protocol.websocket import INTERNAL_ERROR, HandshakeError
 from greenserve.worker.input import EMPTY_INPUT, EmptyInput, Input
 from greenserve.worker.websocket import (
     TakeoverSocket,
@@ -551,6 +551,7 @@ class Connection:
             hooks.notify(hooks.PreRequest(server.worker, environ))
         if server.request_timeout:
             self.request_deadline = monotonic() + server.request_timeout
+        failed = False
         try:
             if asgi is not None:
                 asgi.serve_request(self, request, body)
@@ -558,11 +559,13 @@ class Connection:
                 WSGIResponse(self, exchange).run(server.app, environ)  # type: ignore[arg-type]
         except (Exception, RequestTimeout) as exc:  # noqa: BLE001 - the application's errors become a response
             self.request_deadline = 0.0  # the error response is not cancelled in turn
-            self._failed(exc)
+            failed = True  # (stays so when _failed re-raises a disconnect)
+            failed = self._failed(exc)
         finally:
             self.request_deadline = 0.0
-        if exchange.state == SWITCHED and environ is not None:
-            self._finish_upgrade(environ)
+            if exchange.state == SWITCHED and environ is not None:
+                # Also when the application's WebSocket error propagates: the transport must go.
+                self._finish_upgrade(environ, failed)
         if server.post_request and environ is not None:
             hooks.notify(hooks.PostRequest(server.worker, environ, exchange.status))
         if environ is not None:
@@ -589,10 +592,16 @@ class Connection:
         self.linger = step == CLOSE_LINGER
         return False
 
-    def _finish_upgrade(self, environ: dict[str, Any]) -> None:
-        """A WSGI application took the connection over: complete its WebSocket's close, untrack it."""
+    def _finish_upgrade(self, environ: dict[str, Any], failed: bool) -> None:
+        """A WSGI application took the connection over: complete its WebSocket's close, untrack it.
+
+        A WebSocket the application left open closes with 1000, or 1011 when
+        the application failed.
+        """
         websocket = environ.get("wsgi.websocket")
         if isinstance(websocket, WSGIWebSocket) and websocket.transport is not None:
+            if failed:
+                websocket.transport.close(INTERNAL_ERROR, "internal error")
             websocket.transport.finish()
         raw = environ.get("gunicorn.socket")
         if isinstance(raw, TakeoverSocket):
@@ -617,15 +626,18 @@ class Connection:
             environ["gunicorn.socket"] = TakeoverSocket(self)
         return environ
 
-    def _failed(self, exc: BaseException) -> None:
-        """An exception escaped the application or its response: answer it if still possible."""
+    def _failed(self, exc: BaseException) -> bool:
+        """An exception escaped the application or its response: answer it if still possible.
+
+        False when it was no failure: the end of a WebSocket the application ran itself.
+        """
         if isinstance(exc, ClientDisconnected):
             raise exc
         if self.exchange.state == SWITCHED and isinstance(exc, (StopIteration, ConnectionError)):
             # How Flask-Sock and engineio end a WebSocket they ran on the raw socket
             # (gunicorn's and Werkzeug's conventions): the connection is over, not failed.
             log.debug("the application ended its WebSocket with %r", exc)
-            return
+            return False
         status = 500
         error: BaseException | None = None
         if isinstance(exc, RequestTimeout):
@@ -653,10 +665,11 @@ class Connection:
         else:
             log.info("%s (%s)", message, where)
         if self.exchange.state == SWITCHED:
-            return  # another protocol owned the socket: nothing HTTP can be sent
+            return True  # another protocol owned the socket: nothing HTTP can be sent
         data = self.exchange.send_error(status, "" if status >= 500 else message)
         if data:
             self.sendall(data)
+        return True
 
     def _body_error_received(self) -> ProtocolError | None:
         """A protocol error already parsed in the current request's body, if any."""

@@ -415,6 +415,8 @@ class WSGIWebSocket:
         self.environ = environ
         self._handshake: WebSocketHandshake | None = None
         self.transport: WebSocketTransport | None = None
+        #: receive() returned None: the application knows the WebSocket is closed.
+        self._ended = False
 
     # gevent-websocket's attributes, from the handshake request
     @property
@@ -453,8 +455,19 @@ class WSGIWebSocket:
         return transport
 
     def receive(self) -> str | bytes | None:
-        """The next message, or None once the WebSocket is closed (as gevent-websocket)."""
-        return self._open().receive()
+        """The next message, or None when the WebSocket has closed.
+
+        As with gevent-websocket, None comes once: a further ``receive()``
+        raises WebSocketError. Loops that wait for that error (gevent-websocket's
+        ``WebSocketApplication.handle``) end, instead of spinning on None
+        without ever yielding to the other greenlets.
+        """
+        if self._ended:
+            raise _websocket_error("Connection is already closed")
+        message = self._open().receive()
+        if message is None:
+            self._ended = True
+        return message
 
     def send(self, message: str | bytes, binary: bool | None = None) -> None:
         """Send ``message``: text for a str, binary for bytes (or as ``binary`` says)."""

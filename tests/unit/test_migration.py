@@ -35,6 +35,16 @@ def test_gevent_worker_classes_are_noted(value: str) -> None:
     )
 
 
+def test_gevent_websocket_worker_is_noted_since_greenserve_provides_wsgi_websocket() -> None:
+    value = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+    level, message = worker_class_notice(value)
+    assert level == logging.INFO
+    assert message == (
+        f"worker class {value!r}: greenserve always runs gevent workers, and gives WebSocket "
+        "requests environ['wsgi.websocket'] itself (see docs/websockets.md)"
+    )
+
+
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
@@ -48,10 +58,6 @@ def test_gevent_worker_classes_are_noted(value: str) -> None:
         ("uvicorn.workers.UvicornWorker", "serves ASGI applications itself"),
         ("uvicorn_worker.UvicornH11Worker", "serves ASGI applications itself"),
         ("myproject.workers.Custom", "always runs its own gevent worker"),
-        (
-            "geventwebsocket.gunicorn.workers.GeventWebSocketWorker",
-            "has no environ['wsgi.websocket']",
-        ),
     ],
 )
 def test_other_worker_classes_get_one_warning_naming_the_migration_guide(value: str, reason: str) -> None:
