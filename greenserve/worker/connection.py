@@ -657,7 +657,7 @@ class Connection:
             log.info("%s (%s)", escape(str(exc)), where)
             status, headers, body = exc.response()
             self.sendall(self.exchange.send_head(Head.from_asgi(status, headers), body, end=True))
-            return
+            return False
         if error is not None:
             log.error("%s %s", message, where, exc_info=error)
         elif status >= 500:
