@@ -59,6 +59,7 @@ HOOKS = (
     "on_exit",
     "pre_request",
     "post_request",
+    "ssl_context",
 )
 
 
@@ -199,6 +200,55 @@ def parse_cert_reqs(value: Any) -> str:
 
 
 parse_cert_reqs.choices = tuple(_CERT_REQS.values())  # type: ignore[attr-defined]
+
+
+_TLS_VERSIONS = {
+    **dict.fromkeys(("1.2", "tlsv1.2", "tlsv1_2"), "1.2"),
+    **dict.fromkeys(("1.3", "tlsv1.3", "tlsv1_3"), "1.3"),
+}
+
+
+def parse_tls_version(value: Any) -> str:
+    """``1.2`` or ``1.3`` (``TLSv1.2``, ``TLSv1_3``... accepted: the names of ssl.TLSVersion and OpenSSL)."""
+    text = str(value).strip().lower()
+    if text not in _TLS_VERSIONS:
+        raise ValueError(f"expected 1.2 or 1.3, got {value!r}")
+    return _TLS_VERSIONS[text]
+
+
+parse_tls_version.choices = ("1.2", "1.3")  # type: ignore[attr-defined]
+
+#: What an OpenSSL cipher list is made of: names, ``:`` ``,`` or spaces between them,
+#: ``!`` ``-`` ``+`` before them, ``@STRENGTH``, ``@SECLEVEL=N``.
+_CIPHER_LIST = re.compile(r"[A-Za-z0-9_.+!@=:, -]{1,2000}")
+
+
+def parse_ciphers(value: Any) -> str:
+    """An OpenSSL cipher list; whether OpenSSL knows any cipher in it is checked as a worker starts."""
+    text = parse_str(value).strip()
+    if text and not _CIPHER_LIST.fullmatch(text):
+        raise ValueError(
+            f"expected an OpenSSL cipher list such as ECDHE+AESGCM:!aNULL (letters, digits and "
+            f"_ . + ! @ = : , - only), got {value!r}"
+        )
+    return text
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+
+def parse_env_name(value: Any) -> str:
+    """The name of an environment variable (not its value)."""
+    text = parse_str(value).strip()
+    if not text:
+        return ""
+    if not _ENV_NAME.fullmatch(text):
+        raise ValueError(f"expected the name of an environment variable such as KEY_PASSWORD, got {value!r}")
+    if text.upper().startswith(ENV_PREFIX):
+        raise ValueError(
+            f"{text}: {ENV_PREFIX}* variables are greenserve's settings; give the password another name"
+        )
+    return text
 
 
 def parse_worker_class(value: Any) -> str:
@@ -785,7 +835,56 @@ class Config:
         parse=parse_cert_reqs,
         metavar="{none,optional,required}",
         help="Whether clients must present a certificate signed by --ca-certs. gunicorn's "
-        "numbers are accepted too: 0 (none), 1 (optional), 2 (required).",
+        "numbers are accepted too: 0 (none), 1 (optional), 2 (required). The application sees "
+        "the certificate (SSL_CLIENT_* environ keys, the ASGI tls extension).",
+    )
+    keyfile_password_file: str = setting(
+        "",
+        flags=["--keyfile-password-file"],
+        section="TLS",
+        parse=parse_str,
+        metavar="PATH",
+        help="File holding the password of an encrypted private key, on its first line (read "
+        "before the workers drop privileges, so it may be readable by root only). The password "
+        "itself is never a setting, so it is never on a command line or in --print-config.",
+    )
+    keyfile_password_env: str = setting(
+        "",
+        flags=["--keyfile-password-env"],
+        section="TLS",
+        parse=parse_env_name,
+        metavar="NAME",
+        help="Name of an environment variable holding the password of an encrypted private "
+        "key. Each worker removes it from its environment once read, so the application does "
+        "not inherit it.",
+    )
+    tls_min_version: str = setting(
+        "1.2",
+        flags=["--tls-min-version"],
+        section="TLS",
+        parse=parse_tls_version,
+        metavar="{1.2,1.3}",
+        help="Oldest TLS version accepted: 1.2 (Python's default) or 1.3. Older clients fail the handshake.",
+    )
+    ciphers: str = setting(
+        "",
+        flags=["--ciphers"],
+        section="TLS",
+        parse=parse_ciphers,
+        metavar="LIST",
+        default_doc="Python's default list",
+        help="OpenSSL cipher list for TLS 1.2 (e.g. ECDHE+AESGCM:ECDHE+CHACHA20), as gunicorn's "
+        "--ciphers. TLS 1.3 suites are not affected. A list that matches no cipher stops the "
+        "server at start-up.",
+    )
+    ssl_context: Callable | None = setting(
+        None,
+        section="TLS",
+        parse=hook_taking("config", "default_ssl_context_factory"),
+        help="ssl_context(config, default_ssl_context_factory), gunicorn's hook: returns the "
+        "ssl.SSLContext to serve with, usually default_ssl_context_factory() (the context the "
+        "settings describe) changed as needed. Called once per worker, before it drops "
+        "privileges; needs certfile.",
     )
 
     # ASGI ----------------------------------------------------------------
@@ -1074,6 +1173,11 @@ class Config:
             raise ConfigError("keyfile is set but certfile is not")
         if self.cert_reqs != "none" and not self.ca_certs:
             raise ConfigError(f"cert_reqs={self.cert_reqs} needs ca_certs")
+        if self.keyfile_password_file and self.keyfile_password_env:
+            raise ConfigError("keyfile_password_file and keyfile_password_env: give the password one way")
+        for name in ("keyfile_password_file", "keyfile_password_env", "ssl_context"):
+            if getattr(self, name) and not self.certfile:
+                raise ConfigError(f"{name} is set but certfile is not (TLS is on only with a certfile)")
         if not self.bind:
             raise ConfigError("bind: at least one address is needed")
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):

@@ -141,14 +141,8 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
     Unsupported(
         "ssl_version",
         ("--ssl-version",),
-        "greenserve uses Python's server defaults (TLS 1.2 or newer): remove {name}; the TLS "
-        "settings are --certfile, --keyfile, --ca-certs and --cert-reqs",
-    ),
-    Unsupported(
-        "ciphers",
-        ("--ciphers",),
-        "greenserve uses OpenSSL's default cipher list: remove {name}; the TLS settings are "
-        "--certfile, --keyfile, --ca-certs and --cert-reqs",
+        "gunicorn ignores {name} since version 21 (it chose one protocol, not a minimum): remove "
+        "it; greenserve accepts TLS 1.2 and newer, and --tls-min-version 1.3 accepts TLS 1.3 only",
     ),
     Unsupported(
         "suppress_ragged_eofs",
@@ -172,7 +166,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
             "pre_exec",
             "child_exit",
             "nworkers_changed",
-            "ssl_context",
         )
     ),
 )

@@ -21,7 +21,12 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 
 
 class ConnectionInfo(Protocol):
-    """What a scope needs to know about the connection a request arrived on."""
+    """What a scope needs to know about the connection a request arrived on.
+
+    A TLS connection also has ``tls_extension``: the ASGI ``tls`` extension's
+    value, or None when the worker serves WSGI (read with getattr: plain
+    connections have no such attribute).
+    """
 
     #: The listener's constant WSGI environ entries (scheme, server address, root path).
     base: dict[str, Any]
@@ -126,6 +131,10 @@ def scope_for_request(
             **scope.get("extensions", {}),
             "greenserve.proxy_protocol": {"header": connection.proxy_header},
         }
+    # A TLS connection's ASGI tls extension, made once after its handshake (greenserve/worker/tls.py).
+    tls = getattr(connection, "tls_extension", None)
+    if tls is not None:
+        scope["extensions"] = {**scope.get("extensions", {}), "tls": dict(tls)}
     return scope
 
 

@@ -84,19 +84,23 @@ def prepare_asgi(config: Config, app: Callable) -> tuple[Callable, Any]:
 
 
 def load_tls(config: Config) -> Any:
-    """The server's TLS context, or None without ``--certfile``."""
+    """The worker's TLS (a :class:`~greenserve.worker.tls.ServerTLS`), or None without ``--certfile``.
+
+    Certificate, key, its password and the ``ssl_context`` hook: all read here,
+    before a forked worker drops its privileges. Raises BootError.
+    """
     if not config.certfile:
         return None
-    from greenserve.worker.server import build_ssl_context
+    from greenserve.worker.tls import load_server_tls
 
     try:
-        return build_ssl_context(config)
+        return load_server_tls(config)
     except (OSError, ValueError) as exc:
         raise BootError(f"TLS: cannot load {config.certfile}: {exc}") from None
 
 
 def before_dropping_privileges(config: Config) -> Any:
-    """What a forked worker does as the user that started the master; returns the TLS context.
+    """What a forked worker does as the user that started the master; returns its TLS (or None).
 
     With ``--user``, only the application should need files that user can
     read: gevent and the server's own modules may live in an interpreter

@@ -40,6 +40,7 @@ from greenserve.protocol.proxy import ProxyPolicy
 from greenserve.protocol.response import date_line, server_line
 from greenserve.sockets import Listener, stop_queueing
 from greenserve.worker.connection import BUSY, WAIT_HEAD, WAIT_REQUEST, Connection
+from greenserve.worker.tls import TLSConnection
 from greenserve.worker.websocket import WebSocketSettings
 from greenserve.worker.wsgi import FileWrapper
 from greenserve.workerlink import LoadBoard
@@ -92,23 +93,6 @@ class DateClock:
         return self._line
 
 
-def build_ssl_context(config: Config) -> Any:
-    """The server-side TLS context (imported here: after gevent patched ssl)."""
-    import ssl
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(config.certfile, config.keyfile or None)
-    if config.ca_certs:
-        context.load_verify_locations(config.ca_certs)
-    context.verify_mode = {
-        "none": ssl.CERT_NONE,
-        "optional": ssl.CERT_OPTIONAL,
-        "required": ssl.CERT_REQUIRED,
-    }[config.cert_reqs]
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
 class WorkerServer:
     """Serves one WSGI callable on the given listeners until stopped."""
 
@@ -131,6 +115,7 @@ class WorkerServer:
         self.listeners = listeners
         self.multiprocess = multiprocess
         self.access_log = access_log
+        #: The worker's TLS (a :class:`~greenserve.worker.tls.ServerTLS`), None without --certfile.
         self.ssl_context = ssl_context
         self.clock = DateClock(clock)
         self.server_line = server_line(config.server_header)
@@ -440,7 +425,7 @@ class WorkerServer:
         proxy = policy if policy is not None and policy.trusts(peer_ip) else None
         # (With --proxy-protocol the peer is the load balancer: the preface decides again.)
         if tls is not None and not listener.is_unix:
-            conn: Connection = _TLSConnection(self, client, base, proxy, remote)
+            conn: Connection = TLSConnection(self, client, base, proxy, remote)
         else:
             conn = Connection(self, client, base, proxy, remote)
         if listener.wildcard:
@@ -641,37 +626,3 @@ def _readable(fileno: int) -> bool:
         return bool(_poll_readable([fileno], [], [], 0)[0])
     except (OSError, ValueError):  # closed meanwhile
         return False
-
-
-class _TLSConnection(Connection):
-    """A connection whose TLS handshake runs in its own greenlet, under the head timeout.
-
-    It is accepted as a plain socket: a preface (the PROXY protocol) reads its
-    bytes before the TLS layer does; the socket is then wrapped and the
-    handshake made.
-    """
-
-    __slots__ = ("handshaken",)
-    TLS = True
-
-    def _serve(self) -> bool:
-        if not getattr(self, "handshaken", False):
-            server = self.server
-            if not self.prefaced and server.prefaces and self._preface(b"") is None:
-                return False
-            self.sock = server.ssl_context.wrap_socket(
-                self.sock, server_side=True, do_handshake_on_connect=False
-            )
-            self.raw_send = self.sock.send
-            # Like the rest of a head: evictable when slow, bounded by the head timeout.
-            self.waiting_since = monotonic()
-            self.waiting = WAIT_HEAD
-            try:
-                self.wait_on_client(server.header_timeout, self.sock.do_handshake)
-            except OSError as exc:
-                log.debug("TLS handshake failed: %s", exc)
-                return False
-            finally:
-                self.waiting = BUSY
-            self.handshaken = True
-        return super()._serve()

@@ -92,8 +92,8 @@ def test_no_worker_class_note_by_default(greenserve):
             "Docker or another supervisor (docs/deployment.md)",
         ),
         (["-D"], "-D: greenserve does not daemonize"),
-        (["--ssl-version", "TLSv1_2"], "remove --ssl-version; the TLS settings are --certfile, --keyfile"),
-        (["--ciphers", "ECDHE"], "remove --ciphers; the TLS settings are --certfile"),
+        (["--ssl-version", "TLSv1_2"], "gunicorn ignores --ssl-version since version 21"),
+        (["--ssl-version", "2"], "--tls-min-version 1.3 accepts TLS 1.3 only"),
         (["--log-syslog"], "--log-syslog: greenserve logs to files or stderr: let journald"),
     ],
 )

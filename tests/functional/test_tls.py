@@ -142,11 +142,48 @@ def test_curl(server, cert):
     assert result.stdout == b"abcdef"
 
 
-def test_plain_http_to_tls_port_does_not_break_the_server(server, cert):
+def test_plain_http_to_tls_port_gets_a_400_saying_so(server, cert):
+    """As nginx's 497: the client learns what is wrong instead of seeing a reset."""
+    start = len(server.lines)
     with socket.create_connection(server.address, timeout=5) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /list HTTP/1.1\r\nHost: x\r\n\r\n")
+        data, closed = read_until_close(sock, 5)
+    assert closed
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"\r\nConnection: close\r\n" in head
+    assert b"Content-Type: text/plain; charset=utf-8" in head
+    assert b"This port expects HTTPS" in body
+    server.wait_for(r"\[INFO\] plain HTTP request from 127\.0\.0\.1 on an HTTPS port: answered 400", 5, start)
+    assert requests.get(server.url + "/list", verify=cert[0], timeout=5).content == b"abcdef"
+
+
+def test_plain_http_split_before_its_space_is_recognised(server):
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(b"DEL")
+        time.sleep(0.05)  # not a wait for anything: two TCP segments, so the server sees "DEL" alone
+        sock.sendall(b"ETE /x HTTP/1.1\r\nHost: x\r\n\r\n")
         data, _ = read_until_close(sock, 5)
-    assert b"HTTP/1.1 200" not in data
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+def test_curl_over_plain_http_to_tls_port_reads_the_answer(server):
+    result = subprocess.run(
+        ["curl", "-sS", "-i", server.url.replace("https://", "http://") + "/list"],
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"HTTP/1.1 400 Bad Request")
+    assert b"This port expects HTTPS" in result.stdout
+
+
+def test_garbage_to_tls_port_is_closed_without_an_answer(server, cert):
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(b"\x00\x01garbage\r\n")
+        data, closed = read_until_close(sock, 5)
+    assert closed and data == b""
     assert requests.get(server.url + "/list", verify=cert[0], timeout=5).content == b"abcdef"
 
 

@@ -362,6 +362,13 @@ def test_config_is_frozen_and_picklable() -> None:
         ({"root_path": "api"}, "root_path"),
         ({"root_path": "/api/"}, "root_path"),
         ({"root_path": "/"}, "root_path"),
+        ({"keyfile_password_file": "pw"}, "keyfile_password_file is set but certfile is not"),
+        ({"keyfile_password_env": "KEY_PW"}, "keyfile_password_env is set but certfile is not"),
+        (
+            {"certfile": "c.pem", "keyfile_password_file": "pw", "keyfile_password_env": "KEY_PW"},
+            "give the password one way",
+        ),
+        ({"ssl_context": lambda config, default_ssl_context_factory: None}, "ssl_context is set but"),
     ],
 )
 def test_cross_checks(values: dict, pattern: str) -> None:
@@ -556,6 +563,66 @@ def test_cert_reqs_accepts_gunicorn_numbers(value: object, expected: str) -> Non
 def test_cert_reqs_refuses_other_values(value: object) -> None:
     with pytest.raises(ValueError, match="none, optional or required"):
         parser("cert_reqs")(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1.2", "1.2"), (" 1.3 ", "1.3"), ("TLSv1.3", "1.3"), ("TLSv1_2", "1.2"), ("tlsv1.3", "1.3")],
+)
+def test_tls_min_version_spellings(value: str, expected: str) -> None:
+    assert parser("tls_min_version")(value) == expected
+
+
+@pytest.mark.parametrize("value", ["1.1", "1.0", "SSLv3", "TLS", "", "1.4"])
+def test_tls_min_version_refuses_other_versions(value: str) -> None:
+    with pytest.raises(ValueError, match=r"expected 1\.2 or 1\.3"):
+        parser("tls_min_version")(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["ECDHE+AESGCM:ECDHE+CHACHA20", "HIGH:!aNULL:!MD5", "DEFAULT:@SECLEVEL=2", "ECDHE-RSA-AES128-GCM-SHA256"],
+)
+def test_ciphers_accepts_openssl_cipher_lists(value: str) -> None:
+    assert parser("ciphers")(value) == value
+
+
+@pytest.mark.parametrize("value", ["HIGH;rm -rf /", "ECDHE\nAES", "x" * 2001, "ÉCDHE", 42])
+def test_ciphers_refuses_what_cannot_be_a_cipher_list(value: object) -> None:
+    with pytest.raises(ValueError, match=r"OpenSSL cipher list|expected a string"):
+        parser("ciphers")(value)
+
+
+def test_keyfile_password_env_is_a_variable_name() -> None:
+    parse = parser("keyfile_password_env")
+    assert parse("TLS_KEY_PASSWORD") == "TLS_KEY_PASSWORD"
+    assert parse("") == ""
+    for value in ("1ABC", "KEY-PASSWORD", "hunter2 with spaces", "A=B"):
+        with pytest.raises(ValueError, match="name of an environment variable"):
+            parse(value)
+    with pytest.raises(ValueError, match="GREENSERVE_"):
+        parse("GREENSERVE_KEY_PASSWORD")
+
+
+def test_the_key_password_itself_is_no_setting() -> None:
+    assert not [name for name in SETTINGS if "password" in name and not name.endswith(("_file", "_env"))]
+
+
+def test_ssl_context_hook_signature_is_checked() -> None:
+    def gunicorn_style(config, default_ssl_context_factory):
+        return default_ssl_context_factory()
+
+    config = from_mapping({"certfile": "c.pem", "ssl_context": gunicorn_style}, "test")
+    assert config.ssl_context is gunicorn_style
+    with pytest.raises(ConfigError, match="cannot be called with greenserve's arguments"):
+        from_mapping({"certfile": "c.pem", "ssl_context": lambda context: context}, "test")
+
+
+def test_ssl_context_hook_is_configuration_file_only() -> None:
+    assert "ssl_context" in HOOKS
+    assert not SETTINGS["ssl_context"].flags
+    with pytest.raises(ConfigError, match="configuration file"):
+        from_environ({env_name("ssl_context"): "module:function"})
 
 
 @pytest.mark.parametrize("name", ["limit_request_line", "limit_request_fields", "limit_request_field_size"])
