@@ -27,7 +27,8 @@ DESCRIPTION = (
 EPILOG = (
     "Settings can also come from GREENSERVE_<NAME> environment variables, "
     "greenserve.conf.py or [tool.greenserve] in pyproject.toml (see docs/settings.md). "
-    "Example: greenserve --workers 4 -b 0.0.0.0:8000 myproject.wsgi:application"
+    "Example: greenserve --workers 4 -b 0.0.0.0:8000 myproject.wsgi:application. "
+    "To control a running server: greenserve ctl --help."
 )
 
 
@@ -349,13 +350,24 @@ def _fail(exc: GreenserveError) -> int:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and serve; returns the process exit code."""
+    """Parse ``argv`` and serve; returns the process exit code.
+
+    ``greenserve ctl ...`` (``ctl`` first) talks to a running master instead
+    (:mod:`greenserve.ctl`). An application module named ``ctl`` is served
+    as ``greenserve ctl:app``, or with any option before it.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["ctl"]:
+        from greenserve import ctl
+
+        return ctl.run(arguments[1:])
+
     from greenserve import logs, preflight
     from greenserve.config_sources import resolve_with_sources
     from greenserve.sockets import validate_binds
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     values = {name: value for name, value in vars(args).items() if name in SETTINGS}
     try:
         if args.paste:
@@ -402,9 +414,9 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     from greenserve.master import arbiter
 
-    def reload_config() -> Config:
+    def reload_config() -> tuple[Config, dict[str, str]]:
         """SIGHUP: the files again, checked like at startup (a ConfigError keeps the old config)."""
-        new_config, new_files, _ = resolve_with_sources(values, config_path=args.config)
+        new_config, new_files, new_sources = resolve_with_sources(values, config_path=args.config)
         validate_binds(new_config.bind)
         try:
             preflight.check(new_config)
@@ -413,9 +425,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         apply_environment(new_config)
         if new_files:
             logging.getLogger("greenserve.error").info("Read settings from %s", _describe_files(new_files))
-        return new_config
+        return new_config, new_sources
 
-    return arbiter.run(config, reload_config)
+    return arbiter.run(config, reload_config, sources)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

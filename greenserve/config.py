@@ -354,6 +354,20 @@ def parse_optional_str(value: Any) -> str:
     return parse_str(value)
 
 
+def parse_control_socket(value: Any) -> str:
+    """``auto`` (the default location), ``off`` (``""``), or the socket's path."""
+    if value is None:
+        return ""
+    text = parse_str(value).strip()
+    if text.lower() in ("", "off", "none", "false", "no", "0"):
+        return ""
+    if text.lower() == "auto":
+        return "auto"
+    if "\0" in text:
+        raise ValueError("a socket path cannot contain a NUL character")
+    return text
+
+
 def _web_concurrency() -> int:
     raw = os.environ.get("WEB_CONCURRENCY", "").strip()
     if raw:
@@ -1050,6 +1064,19 @@ class Config:
         default_doc="off",
         help="Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this "
         "separate address ('HOST:PORT' or 'unix:PATH'), from the master, for all workers together.",
+    )
+    control_socket: str = setting(
+        "auto",
+        flags=["--control-socket"],
+        section="Operations",
+        parse=parse_control_socket,
+        metavar="PATH",
+        negative="--no-control-socket",
+        default_doc="auto: $XDG_RUNTIME_DIR/greenserve/PID.sock, else /run/user/UID/greenserve/PID.sock, "
+        "else greenserve-UID/PID.sock in the temporary directory",
+        help="The master's control socket, for 'greenserve ctl' (status, workers, add, remove, reload, "
+        "reopen, config): a Unix socket only the master's user can use (mode 0600, in a directory "
+        "no other user can write to), removed at exit. 'off' (or --no-control-socket) turns it off.",
     )
     block_threshold: float = setting(
         0.1,

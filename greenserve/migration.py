@@ -157,6 +157,12 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
         "own greenlet, within --header-timeout: remove {name}",
         takes_value=False,
     ),
+    Unsupported(
+        "control_socket_mode",
+        ("--control-socket-mode",),
+        "greenserve's control socket is always for its owner only (mode 0600, in a directory no "
+        "other user can write to): remove {name} (docs/ctl.md)",
+    ),
     *(
         Unsupported(hook, (), "gunicorn's {name} hook does not exist in greenserve (docs/hooks.md)")
         for hook in (

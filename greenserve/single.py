@@ -45,6 +45,7 @@ def run(config: Config) -> int:
         ("--workers", config.workers > 1),
         ("--reload", config.reload),
         ("--preload", config.preload),
+        ("--control-socket", config.control_socket not in ("", "auto")),
     ):
         if value:
             log.warning("%s does not apply to single-process mode (no master): ignored", setting)

@@ -14,7 +14,8 @@ Made by the master before it forks, used by both sides afterwards:
 
 The master also makes one :class:`LoadBoard` for all its workers: how many
 connections each holds, so that they share new clients evenly (see
-docs/design.md, "Spreading connections over workers").
+docs/design.md, "Spreading connections over workers"), and what each has
+done so far, for ``greenserve ctl workers``.
 
 Standard library only: the master imports this module.
 """
@@ -126,12 +127,20 @@ class LoadBoard:
     loads are atomic on every platform CPython runs on; a reader may see a value
     one update old, which only delays the balance by one connection. The first
     slot holds how many slots are in use, so readers scan no further.
+
+    Beside the balance, each slot has a few 64-bit activity cells (requests
+    served, open connections, busy connections) that its worker refreshes at
+    each heartbeat, for the master's control socket. Writing them then, not per
+    request, keeps them free on the hot path and available whether or not
+    ``--metrics-bind`` is on; they are at most one heartbeat old.
     """
 
     #: A slot's value when its worker does not take new connections.
     NOT_ACCEPTING = -1
     #: Workers alive at once, old generations included: 16 KiB of shared memory.
     SLOTS = 4096
+    #: The activity cells of each slot, in order (see :meth:`report`).
+    ACTIVITY = ("requests", "connections", "busy")
 
     def __init__(self, slots: int = SLOTS) -> None:
         self._map = mmap.mmap(-1, (slots + 1) * 4)  # anonymous and shared: inherited across fork
@@ -140,6 +149,9 @@ class LoadBoard:
             self._counts[index] = self.NOT_ACCEPTING
         self._counts[0] = 1
         self._used: set[int] = set()
+        width = len(self.ACTIVITY)
+        self._activity_map = mmap.mmap(-1, (slots + 1) * width * 8)  # zero-filled, shared the same way
+        self._activity = memoryview(self._activity_map).cast("q")
 
     # -- master side -------------------------------------------------------------
 
@@ -149,6 +161,9 @@ class LoadBoard:
             if index not in self._used:
                 self._used.add(index)
                 self._counts[index] = self.NOT_ACCEPTING
+                width = len(self.ACTIVITY)
+                for cell in range(index * width, (index + 1) * width):
+                    self._activity[cell] = 0  # the slot's previous worker reported there
                 self._counts[0] = max(self._counts[0], index + 1)
                 return index
         return -1
@@ -165,6 +180,15 @@ class LoadBoard:
         if slot > 0:
             self._counts[slot] = connections
 
+    def report(self, slot: int, requests: int, connections: int, busy: int) -> None:
+        """At a heartbeat: requests served so far, connections open, connections busy with a request."""
+        if slot > 0:
+            base = slot * len(self.ACTIVITY)
+            cells = self._activity
+            cells[base] = requests
+            cells[base + 1] = connections
+            cells[base + 2] = busy
+
     def fewest_elsewhere(self, slot: int) -> int:
         """The fewest connections held by another accepting worker (a large number if none)."""
         counts = self._counts
@@ -179,9 +203,20 @@ class LoadBoard:
         counts = self._counts
         return counts[1 : counts[0]].tolist()
 
+    def activity(self, slot: int) -> dict[str, int] | None:
+        """What the worker in ``slot`` last reported (see :meth:`report`); None without a slot."""
+        if slot <= 0:
+            return None
+        width = len(self.ACTIVITY)
+        return dict(
+            zip(self.ACTIVITY, self._activity[slot * width : (slot + 1) * width].tolist(), strict=True)
+        )
+
     def close(self) -> None:
         self._counts.release()
         self._map.close()
+        self._activity.release()
+        self._activity_map.close()
 
 
 @dataclass

@@ -41,6 +41,7 @@ from greenserve.errors import (
     GreenserveError,
 )
 from greenserve.master import systemd
+from greenserve.master.control import ControlServer, open_control_socket
 from greenserve.master.process import (
     BOOTING,
     PRELOAD_ENTRY,
@@ -74,6 +75,9 @@ CRASH_WINDOW = 5.0
 MAX_BACKOFF = 30.0
 _LOOP_INTERVAL = 0.5
 
+#: What SIGHUP runs: the configuration read again, and where each setting came from.
+ReloadConfig = Callable[[], tuple[Config, dict[str, str]]]
+
 
 class StopMaster(Exception):
     def __init__(self, code: int, reason: str = "") -> None:
@@ -102,9 +106,16 @@ class Arbiter:
         if hasattr(signal, name)
     )
 
-    def __init__(self, config: Config, reload_config: Callable[[], Config] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reload_config: ReloadConfig | None = None,
+        sources: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
         self._reload_config = reload_config
+        #: ``{setting: where its value came from}`` for ``config`` (greenserve ctl config).
+        self.sources = dict(sources or {})
         self.pid = os.getpid()
         self.num_workers = config.workers
         self.listeners: list[Listener] = []
@@ -124,6 +135,10 @@ class Arbiter:
         self.retired = metrics.Totals()
         self.restarts: dict[str, int] = {}
         self.heartbeat_kills = 0
+        #: --control-socket: greenserve ctl's way in (None: off).
+        self.control: ControlServer | None = None
+        #: Why the last reload kept the current configuration ("" if it did not fail).
+        self.reload_error = ""
         self.uid: int | None = None
         self.gid: int | None = None
         self.proc_name = config.proc_name or config.app
@@ -131,6 +146,7 @@ class Arbiter:
         self.log = logs.SERVER_LOG
         self.ready_announced = False
         self._previous_config: Config | None = None
+        self._previous_sources: dict[str, str] = {}
         self._crashes = 0
         self._spawn_after = 0.0
         self._wake_r = self._wake_w = -1
@@ -180,6 +196,7 @@ class Arbiter:
 
             self.status = StatusEndpoint(config.metrics_bind, self.status_page)
             log.info("Metrics at: %s/metrics (%d)", self.status.url, self.pid)
+        self.control = open_control_socket(self, config.control_socket, take_over=bool(self._parent_master))
         self._write_pidfile()
         if config.preload and config.reload:
             log.warning("--preload is ignored with --reload: code changes need fresh imports")
@@ -269,6 +286,11 @@ class Arbiter:
         if status is not None:
             fds += status.read_fds()
             writing = status.write_fds()
+        control = self.control
+        if control is not None:
+            control_reading, control_writing = control.prepare()
+            fds += control_reading
+            writing += control_writing
         try:
             readable, writable, _ = _select(fds, writing, [], _LOOP_INTERVAL)
         except InterruptedError:
@@ -283,6 +305,8 @@ class Arbiter:
                     pass
         if status is not None:
             status.handle(readable, writable)
+        if control is not None:
+            control.handle(readable, writable)
 
     def status_page(self, path: str) -> tuple[str, str, bytes]:
         """--metrics-bind: Prometheus metrics, liveness and readiness (for load balancers, Kubernetes)."""
@@ -402,6 +426,8 @@ class Arbiter:
                     other.metrics.close()
         if self.status is not None:
             self.status.listener.sock.close()  # the endpoint is the master's
+        if self.control is not None:
+            self.control.close_in_child()
         self.workers = {}
 
     def _kill(self, worker: WorkerRecord, signum: int) -> None:
@@ -529,6 +555,7 @@ class Arbiter:
             self.generation = keep
             if self._previous_config is not None:
                 self.config = self._previous_config
+                self.sources = self._previous_sources
             return
         if self.config.reload:
             log.error("Worker %d could not %s; waiting for a file change to retry", worker.pid, what)
@@ -634,18 +661,27 @@ class Arbiter:
 
     def reload(self) -> None:
         """New configuration, new workers; the old ones stop once the new are ready."""
+        self.reload_error = ""
         if self._reload_config is not None:
             try:
-                config = self._reload_config()
+                config, sources = self._reload_config()
                 logs.setup(config)  # restores the current logging when it fails
             except ConfigError as exc:
                 log.error("reload: %s; keeping the current configuration", exc)
+                self.reload_error = str(exc)
                 return
             self._previous_config = self.config
+            self._previous_sources = self.sources
             if config.bind != self.config.bind:
                 log.warning("reload: bind changed; the new addresses need a restart of the master")
                 config = config.replace(bind=self.config.bind)
+                sources["bind"] = self.sources.get("bind", "default")
+            if config.control_socket != self.config.control_socket:
+                log.warning("reload: control_socket changed; the new socket needs a restart of the master")
+                config = config.replace(control_socket=self.config.control_socket)
+                sources["control_socket"] = self.sources.get("control_socket", "default")
             self.config = config
+            self.sources = sources
             hooks.install(config)
             if config.workers != self._previous_config.workers:
                 self.num_workers = config.workers
@@ -685,6 +721,8 @@ class Arbiter:
         )
         self.reexec_pid = 0
         self._unlink_sockets = True
+        if self.control is not None:
+            self.control.reclaim()
         path = self.config.pidfile
         if path:
             with contextlib.suppress(OSError):
@@ -695,6 +733,8 @@ class Arbiter:
     def cleanup(self) -> None:
         if self.status is not None:
             self.status.close()
+        if self.control is not None:
+            self.control.close()
         for worker in list(self.workers.values()):
             self._kill(worker, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
@@ -722,8 +762,10 @@ class Arbiter:
         return bool(self.reexec_pid) and pidfile.is_alive(self.reexec_pid)
 
 
-def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
-    """Entry point from the CLI."""
+def run(
+    config: Config, reload_config: ReloadConfig | None = None, sources: dict[str, str] | None = None
+) -> int:
+    """Entry point from the CLI: ``sources`` says where each setting of ``config`` came from."""
     if not hasattr(os, "fork"):  # pragma: no cover - cli.py routes Windows to single.py
         raise BootError("the pre-fork master needs os.fork")
-    return Arbiter(config, reload_config).run()
+    return Arbiter(config, reload_config, sources).run()

@@ -240,15 +240,20 @@ class _Controller:
             signal.signal(signum, deliver(self.graceful))
 
     def supervise(self) -> None:
-        """Greenlet: heartbeats, master liveness, --max-requests."""
+        """Greenlet: heartbeats (with this worker's activity for ``greenserve ctl``), master liveness."""
         link = self.link
         assert link is not None
         interval = max(0.05, min(1.0, self.config.timeout / 4)) if self.config.timeout else 1.0
         title = proctitle.worker_title  # ps shows idle / busy N/M: rewritten when it changes
+        server = self.server
+        board = server.board
         while True:
             link.beat()
+            busy = server.busy_connections()
             if title is not None:
-                title.update(self.server.busy_connections(), self.draining)
+                title.update(busy, self.draining)
+            if board is not None:
+                board.report(server.board_slot, server.requests, len(server.connections), busy)
             if self.master_pid and os.getppid() != self.master_pid and not self.draining:
                 log.warning("Worker %d: the master went away; shutting down", os.getpid())
                 self.graceful(None)
