@@ -176,3 +176,32 @@ def test_same_nginx_config_keeps_upstream_connections_and_passes_websockets(mast
         ws.send("through nginx")
         assert ws.recv(timeout=5) == "through nginx"
     assert nginx.get("/") == (200, b"http")
+
+
+def test_stopping_an_instance_behind_nginx_cuts_no_request(master, proxies):
+    """SIGTERM takes one instance away for good (a host going down for maintenance), then it comes back.
+
+    Its requests in progress finish; nginx finds the port closed (a refused
+    connection, which it retries on the other instance) and never a request
+    cut in the middle.
+    """
+    a = start_instance(master, "a")
+    b = start_instance(master, "b")
+    nginx = proxies.nginx(nginx_http_block([a.port, b.port]))
+    nginx.wait_serving()
+    with KeepAliveLoad(nginx.address, path="/?delay=0.01", threads=8) as load:
+        load.wait_answered("b", count=100)
+        b.send_signal(signal.SIGTERM)
+        assert b.wait(10) == 0, b.log
+        served_by_b = load.answered_by("b")
+        load.wait_answered("a", count=load.answered_by("a") + 300)
+        assert load.answered_by("b") == served_by_b
+        b_again = start_instance(master, "b", f"127.0.0.1:{b.port}")
+        load.wait_answered("b", b_again.wait_workers(lambda pids: len(pids) == 2), count=100)
+
+    logs = f"{nginx.log}\n--- b ---\n{b.log}\n--- b again ---\n{b_again.log}"
+    assert not load.failures, f"{load.summary()}\n{logs}"
+    assert not upstream_errors(nginx.log, a.port), logs
+    # Refused while connecting (nginx then tries a), never failed while reading a response.
+    cut = [line for line in upstream_errors(nginx.log, b.port) if "while connecting to upstream" not in line]
+    assert not cut, logs
