@@ -1,8 +1,8 @@
-"""Tier (b): a ``wsgi.file_wrapper`` body goes out with sendfile(2) on plain TCP; not with ``--no-sendfile``.
+"""Tier (b): ``wsgi.file_wrapper`` bodies go out with sendfile(2), unless ``--no-sendfile``.
 
-``os.sendfile`` is wrapped in this process (the worker runs here): each call
-is recorded, with where it wrote (the client's TCP connection?) and from
-which file, and still performed.
+On plain TCP and Unix-socket connections. ``os.sendfile`` is wrapped in this
+process (the worker runs here): each call is recorded, with the socket it
+wrote to and the file it read from, and still performed.
 """
 
 from __future__ import annotations
@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from greenserve.config import from_mapping
+from greenserve.sockets import Listener
 from greenserve.worker.connection import SENDFILE_CHUNK
+from greenserve.worker.server import WorkerServer
+from tests.conftest import ResponseReader, request_bytes
 
-from .conftest import run_in_thread
+from .conftest import DEFAULTS, run_in_thread
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 OFFSET = 1000
@@ -26,8 +30,9 @@ OFFSET = 1000
 
 @dataclass
 class SendfileCall:
-    #: The peer address of the socket written to (None: not a TCP socket).
-    peer: tuple[str, int] | None
+    #: The local and peer addresses of the socket written to (None: not a socket).
+    local: object
+    peer: object
     #: The inode of the file read from.
     inode: int
     offset: int
@@ -42,13 +47,12 @@ def sendfile_calls(monkeypatch: pytest.MonkeyPatch) -> list[SendfileCall]:
     real = os.sendfile
 
     def recording(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
-        peer = None
+        local = peer = None
         if stat.S_ISSOCK(os.fstat(out_fd).st_mode):
             with socket.socket(fileno=os.dup(out_fd)) as out:
-                if out.type == socket.SOCK_STREAM and out.family == socket.AF_INET:
-                    peer = out.getpeername()
+                local, peer = out.getsockname(), out.getpeername()
         sent = real(out_fd, in_fd, offset, count)
-        calls.append(SendfileCall(peer, os.fstat(in_fd).st_ino, offset or 0, count, sent))
+        calls.append(SendfileCall(local, peer, os.fstat(in_fd).st_ino, offset or 0, count, sent))
         return sent
 
     monkeypatch.setattr(os, "sendfile", recording)
@@ -129,3 +133,30 @@ def test_a_file_like_without_a_descriptor_is_iterated(harness, sendfile_calls):
     status, _, body, _ = _fetch(h)
     assert (status, body) == (200, PAYLOAD)
     assert sendfile_calls == []
+
+
+def test_a_unix_socket_connection_gets_sendfile_too(tmp_path, payload_file, sendfile_calls):
+    """A proxy on the same host (nginx's ``server unix:...``) is served the same way."""
+    path = tmp_path / "web.sock"
+    std = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    std.bind(str(path))
+    std.listen(8)
+    listener = Listener(std, "unix", server_name="localhost", server_port="80", unix_path=str(path))
+    server = WorkerServer(from_mapping(DEFAULTS, "test"), _file_app(payload_file), [listener])
+    server.start()
+
+    def fetch():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(5)
+            client.connect(str(path))
+            client.sendall(request_bytes("GET", "/"))
+            return ResponseReader(client).read()
+
+    try:
+        response = run_in_thread(fetch)
+    finally:
+        server.kill()
+    assert (response.status, response.body) == (200, PAYLOAD)
+    assert sendfile_calls
+    assert all(call.local == str(path) for call in sendfile_calls)
+    assert sum(call.sent for call in sendfile_calls) == len(PAYLOAD)
