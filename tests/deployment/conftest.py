@@ -35,9 +35,21 @@ APPS = Path(__file__).resolve().parent / "apps"
 SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 
 
+def program_path(name: str) -> str | None:
+    """The path of ``name``, on PATH or in an sbin directory; None when it is not installed."""
+    return shutil.which(name) or shutil.which(name, path=SBIN)
+
+
+def requires(name: str) -> pytest.MarkDecorator:
+    """Skip a test module, before it starts any server, when ``name`` is not installed."""
+    return pytest.mark.skipif(
+        program_path(name) is None, reason=f"{name} is not installed (apt-get install {name})"
+    )
+
+
 def find_program(name: str) -> str:
-    """The path of ``name`` (on PATH or in an sbin directory), or skip the test."""
-    path = shutil.which(name) or shutil.which(name, path=SBIN)
+    """The path of ``name``, or skip the test."""
+    path = program_path(name)
     if path is None:
         pytest.skip(f"{name} is not installed (apt-get install {name})")
     return path

@@ -21,9 +21,9 @@ import pytest
 
 from tests.conftest import ResponseReader, read_until_close, request_bytes
 
-from .conftest import APPS
+from .conftest import APPS, requires
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), requires("haproxy")]
 
 #: The test's haproxy.cfg: docs/deployment.md shows the same backend lines.
 HAPROXY_CFG = """\

@@ -23,9 +23,9 @@ from websockets.sync.client import connect
 from tests.asgi.conftest import ASGI_APPS
 from tests.master.conftest import alive, wait_gone
 
-from .conftest import APPS, KeepAliveLoad
+from .conftest import APPS, KeepAliveLoad, requires
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), requires("nginx")]
 
 #: The http block of the test's nginx.conf: docs/deployment.md shows the same directives.
 UPSTREAMS = """\
