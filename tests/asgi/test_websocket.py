@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 
@@ -211,3 +212,24 @@ def test_raw_client_echo_over_wsproto(server):
             received = [event.data for event in client.events() if isinstance(event, TextMessage)]
         assert received == ["raw"]
         sock.sendall(client.send(CloseConnection(code=1000)))
+
+
+@pytest.mark.parametrize("mode", [["--single-process"], ["-w", "1"]], ids=["single-process", "master"])
+def test_graceful_stop_closes_websockets_with_1001_at_once(serve, mode):
+    """SIGTERM: every open WebSocket gets a 1001 close frame now, not a cut at the end of the grace period."""
+    server = serve(*mode, "ws_app:app", graceful=30.0)
+    marker = server.markers / "stopped.json"
+    with ws(server, f"/echo?marker={marker}") as conn:
+        conn.send("before")
+        assert conn.recv(timeout=5) == "before"
+        signalled = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            conn.recv(timeout=10)
+        closed_after = time.monotonic() - signalled
+    assert closed.value.rcvd is not None, closed.value  # a close frame, not a dropped connection
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "server shutting down")
+    assert closed_after < 3.0  # the grace period is 30 s
+    assert wait_for_file(marker, timeout=5)["code"] == 1001  # the application heard it as a close
+    assert server.wait(10) == 0  # nothing else to wait for: the server is gone long before 30 s
+    assert time.monotonic() - signalled < 10

@@ -1,11 +1,13 @@
 """``python manage.py greenserve [addrport] [greenserve options]``.
 
 Translates the Django settings and the options into ``greenserve``
-arguments, then replaces this process with ``python -m greenserve``. The
-master must start from a clean interpreter: by the time a management command
-runs, Django has imported asyncio, ssl and concurrent.futures, which gevent
-must patch before anything uses them, and a master must not hold the
-application anyway.
+arguments, runs the system checks and reports unapplied migrations as
+``runserver`` does, then replaces this process with ``python -m greenserve``.
+The master must start from a clean interpreter: by the time a management
+command runs, Django has imported asyncio, ssl and concurrent.futures, which
+gevent must patch before anything uses them, and a master must not hold the
+application anyway. Whatever the checks import here is discarded by the
+exec.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from greenserve.cli import add_setting_arguments, to_argv
 from greenserve.config import SETTINGS
@@ -40,8 +43,8 @@ class Command(BaseCommand):
         "Serve the project with greenserve: a pre-fork gevent server, one greenlet per "
         "connection. Accepts every greenserve option (see `greenserve --help`)."
     )
-    # Checks run in the workers' own imports; running them here would import
-    # the whole project into the process that is about to exec the master.
+    # As runserver: no checks before handle(), which runs them itself (unless
+    # --skip-checks) and then looks for unapplied migrations.
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -64,6 +67,7 @@ class Command(BaseCommand):
             help="Do not serve static files (served by default when DEBUG is on).",
         )
         parser.add_argument("--config", metavar="PATH", default=None, help="greenserve configuration file.")
+        parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
         # Every greenserve setting, minus what Django's own options cover.
         add_setting_arguments(parser, skip=("app", "pythonpath"))
 
@@ -94,6 +98,22 @@ class Command(BaseCommand):
             argv[:0] = ["--config", options["config"]]
         return argv
 
+    def check_project(self, options: dict[str, Any]) -> None:
+        """What runserver does before it serves: system checks, then a word on unapplied migrations.
+
+        A check error stops the command (SystemCheckError, exit status 1);
+        warnings and the migrations notice are printed and the server starts.
+        The checks run once, here: with --reload the workers restart on code
+        changes without running them again.
+        """
+        if not options.get("skip_checks"):
+            self.stdout.write("Performing system checks...\n\n")
+            self.check(display_num_errors=True)
+        self.check_migrations()
+        # Close what the migrations check opened, as runserver does, rather than leave it to the exec.
+        for connection in connections.all(initialized_only=True):
+            connection.close()
+
     def handle(self, *args: Any, **options: Any) -> None:
         argv = [sys.executable, "-m", "greenserve", *self.greenserve_argv(options)]
         env = dict(os.environ)
@@ -101,6 +121,7 @@ class Command(BaseCommand):
         if not settings_module:
             raise CommandError("DJANGO_SETTINGS_MODULE is not set")
         env["DJANGO_SETTINGS_MODULE"] = settings_module
+        self.check_project(options)
         if options.get("verbosity", 1) >= 2:
             self.stdout.write("exec " + " ".join(argv))
         self.stdout.flush()
