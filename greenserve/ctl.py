@@ -199,6 +199,8 @@ def find_socket(socket_path: str | None, pid: int | None, pidfile: str | None, t
                     live.append((master, path))
                 else:
                     stale.append(path)
+        if live:
+            break  # the first directory with a live master decides (the session's own comes first)
     if len(live) == 1:
         return live[0][1]
     if len(live) > 1:

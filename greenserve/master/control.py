@@ -94,8 +94,9 @@ def runtime_directories(uid: int | None = None) -> list[str]:
     variable describes its session), ``/run/user/UID/greenserve`` when
     ``/run/user/UID`` exists, and ``greenserve-UID`` in the temporary
     directory. A master uses the first whose parent exists; ``greenserve
-    ctl`` looks in all of them, so a master started by a service manager
-    (no session, no ``XDG_RUNTIME_DIR``) is found from a login shell.
+    ctl`` looks in them in order and the first holding a running master's
+    socket decides, so a master started by a service manager (no session,
+    no ``XDG_RUNTIME_DIR``) is still found from a login shell.
     """
     own = os.geteuid()
     uid = own if uid is None else uid

@@ -55,7 +55,8 @@ def test_unreadable_tls_key_stops_the_master_with_exit_3_and_the_reason(master, 
     code = server.wait(5)
     assert code == 3, server.log
     # The master's one line says why, not only that a worker failed.
-    assert re.search(rf"could not start \(TLS: cannot load {re.escape(str(missing))}", server.log), server.log
+    reason = rf"could not start \(TLS: cannot load --certfile {re.escape(str(missing))}"
+    assert re.search(reason, server.log), server.log
     assert server.count(r"Booting worker") <= 2, server.log
     assert server.count(r"Ready: ") == 0
 
