@@ -162,9 +162,7 @@ class Exchange:
         self.request = request
         self.head = None
         self.status = self.body_bytes = self.excess = 0
-        self.chunked = False
-        self.send_body = True
-        self.remaining = None
+        # (chunked, send_body and remaining are set by send_head, before anything reads them.)
         if not request.keep_alive:
             self.keep_alive = False
             self.close_reason = "the client asked to close"
