@@ -1,8 +1,9 @@
 """``greenserve ctl`` against real masters: every command, finding the master, the socket's safety.
 
 Each test gives its masters and its ``greenserve ctl`` runs the same private
-``XDG_RUNTIME_DIR``, so the default socket directory is the test's own and
-no other server on the machine is seen.
+``XDG_RUNTIME_DIR`` and ``TMPDIR``, so every default socket directory
+``greenserve ctl`` looks in is the test's own, and no other server on the
+machine (the other tests' masters included) is seen.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class Ctl:
 
     def __init__(self, runtime: Path) -> None:
         self.runtime = runtime
-        self.env = {"XDG_RUNTIME_DIR": str(runtime)}
+        # TMPDIR too: the last default directory is in the temporary directory,
+        # where masters started by concurrent tests put their sockets.
+        self.env = {"XDG_RUNTIME_DIR": str(runtime), "TMPDIR": str(runtime)}
 
     @property
     def directory(self) -> Path:
