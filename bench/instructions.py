@@ -22,6 +22,7 @@ WSGI apps (bench.apps:*). Requires ``valgrind`` and ``wrk`` on PATH; a run takes
 
 Usage: python bench/instructions.py [--servers greenserve,uvicorn] [--app bench.asgi_apps:hello]
                                     [--connections 50] [--seconds 20] [--keep-output DIR]
+                                    [--server-args '--metrics-bind 127.0.0.1:0']
 
 e.g.   python bench/instructions.py --servers greenserve,uvicorn --app bench.asgi_apps:hello
 
@@ -48,6 +49,7 @@ import dataclasses
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -230,9 +232,17 @@ def callgrind_total(path: Path) -> int:
 
 
 def run_server(
-    server: str, app: str, outdir: Path, connections: int, seconds: float | None
+    server: str,
+    app: str,
+    outdir: Path,
+    connections: int,
+    seconds: float | None,
+    extra: tuple[str, ...] = (),
 ) -> tuple[int, int]:
-    """One run under callgrind; with ``seconds`` None no request is made. Returns (Ir, requests)."""
+    """One run under callgrind; with ``seconds`` None no request is made. Returns (Ir, requests).
+
+    ``extra``: more server options, put before the application (e.g. ``--metrics-bind``).
+    """
     spec = SERVERS[server]
     outdir.mkdir(parents=True, exist_ok=True)
     for stale in outdir.glob("callgrind.out.*"):
@@ -246,7 +256,9 @@ def run_server(
         "--tool=callgrind",
         f"--callgrind-out-file={outdir}/callgrind.out.%p",
         python_binary(),
-        *spec.command(app, port),
+        *spec.command(app, port)[:-1],
+        *extra,
+        app,
     ]
     # A fixed hash seed: string hashes (dict probing) are then the same from run to run.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0"}
@@ -345,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         help="module:app, repeatable or comma-separated (default bench.apps:hello)",
     )
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    p.add_argument(
+        "--server-args",
+        default="",
+        metavar="ARGS",
+        help="extra options for every server, one string (e.g. '--metrics-bind 127.0.0.1:0')",
+    )
     p.add_argument("--seconds", type=float, default=20, help="seconds of wrk per loaded run (default 20)")
     p.add_argument(
         "--keep-output",
@@ -354,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     servers = split_list([args.servers])
+    extra = tuple(shlex.split(args.server_args))
     apps = split_list(args.app) or ["bench.apps:hello"]
     if unknown := [s for s in servers if s not in SERVERS]:
         p.error(f"unknown server(s): {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
@@ -387,11 +406,13 @@ def main(argv: list[str] | None = None) -> int:
                 slug = f"{server}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', app)}"
                 try:
                     log(f"{server} {app}: baseline run (start, stop)")
-                    baseline, _ = run_server(server, app, base / slug / "baseline", args.connections, None)
+                    baseline, _ = run_server(
+                        server, app, base / slug / "baseline", args.connections, None, extra
+                    )
                     log(f"    {baseline:,} Ir")
                     log(f"{server} {app}: loaded run ({args.seconds:g} s of wrk)")
                     loaded, requests = run_server(
-                        server, app, base / slug / "loaded", args.connections, args.seconds
+                        server, app, base / slug / "loaded", args.connections, args.seconds, extra
                     )
                     log(f"    {loaded:,} Ir, {requests:,} requests")
                 except RunError as exc:

@@ -31,6 +31,8 @@ DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 EVICTION_KINDS = ("silent", "idle")
+#: Why the master replaced (or removed) a worker; every one is rendered, 0 until it happens.
+RESTART_CAUSES = ("crash", "exit", "max_requests", "reload", "scale_down", "timeout")
 TIMEOUT_KINDS = ("header", "client", "keep_alive", "request")
 
 _REQUESTS = 0  # METHODS x STATUS_CLASSES counters
@@ -266,6 +268,9 @@ def render(
     out.sample("greenserve_workers", len(workers), (("state", "running"),))
     out.sample("greenserve_workers", server.get("workers", len(workers)), (("state", "wanted"),))
     out.family("greenserve_worker_restarts_total", "counter", "Workers replaced, by cause.")
-    for cause, count in sorted(server.get("restarts", {}).items()):
+    # Series that exist from the start: an alert on increase() sees the first crash
+    # (a series that appears at 1 has no increase to show).
+    restarts = dict.fromkeys(RESTART_CAUSES, 0) | server.get("restarts", {})
+    for cause, count in sorted(restarts.items()):
         out.sample("greenserve_worker_restarts_total", count, (("cause", cause),))
     return out.text()

@@ -301,6 +301,7 @@ class WorkerServer:
         """Every 0.25 s: how late the event loop ran this greenlet (its lag); about once a second, gauges."""
         interval = 0.25
         rounds = 0
+        self.publish_gauges()  # a scrape right after boot sees the pool's limit, not 0
         while True:
             before = monotonic()
             gevent.sleep(interval)
