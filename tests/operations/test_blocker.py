@@ -13,8 +13,8 @@ import re
 import pytest
 
 from tests.conftest import wait_until
-from tests.master.conftest import Master, master  # noqa: F401 - the masters' fixture
-from tests.operations.test_metrics import request, scrape, scrape_until, start
+from tests.master.conftest import Master
+from tests.operations.conftest import request, scrape, scrape_until, start
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="a pre-fork master: POSIX only")
 
@@ -38,7 +38,7 @@ def reports(server: Master) -> list[str]:
     return ["\n".join(report) for report in found]
 
 
-def test_a_blocking_view_is_named_with_its_request_and_duration(master, tmp_path):  # noqa: F811
+def test_a_blocking_view_is_named_with_its_request_and_duration(master, tmp_path):
     server, base, _ = start(master, tmp_path, "--block-threshold", "0.1", workers=1)
     assert request(server.address, "GET", "/block?ms=300&who=me") == (200, b"blocked")
     assert wait_until(lambda: reports(server), 5), server.log
@@ -52,7 +52,7 @@ def test_a_blocking_view_is_named_with_its_request_and_duration(master, tmp_path
     assert scrape(base).value("greenserve_event_loop_blocked_total") == 1
 
 
-def test_blocks_within_the_quiet_period_are_counted_not_logged(master, tmp_path):  # noqa: F811
+def test_blocks_within_the_quiet_period_are_counted_not_logged(master, tmp_path):
     server, base, _ = start(master, tmp_path, "--block-threshold", "0.1", workers=1)
     for _ in range(4):
         assert request(server.address, "GET", "/block?ms=300") == (200, b"blocked")
@@ -76,7 +76,7 @@ def test_blocks_within_the_quiet_period_are_counted_not_logged(master, tmp_path)
     assert held_back == blocked - 2, (second, blocked)
 
 
-def test_a_cooperative_app_is_never_reported(master, tmp_path):  # noqa: F811
+def test_a_cooperative_app_is_never_reported(master, tmp_path):
     server, base, _ = start(master, tmp_path, "--block-threshold", "0.1", workers=1)
     # Requests that take longer than the threshold but yield to the loop are no blocks.
     for _ in range(3):

@@ -8,106 +8,34 @@ are replaced (SIGHUP) or die (``kill -9``).
 
 from __future__ import annotations
 
-import http.client
 import os
-import re
 import signal
 import socket
-import urllib.error
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import read_until_close, wait_until
-from tests.master.conftest import Master, http_get, master  # noqa: F401 - the masters' fixture
+from tests.master.conftest import http_get
+from tests.operations.conftest import (
+    APPS,
+    METRICS_AT,
+    Scrape,
+    fetch,
+    metrics_url,
+    request,
+    scrape,
+    scrape_until,
+    start,
+)
 
-APPS = Path(__file__).resolve().parent / "apps"
-METRICS_AT = r"Metrics at: (http://\S+)/metrics"
 #: The methods counted by name (greenserve.metrics.METHODS); any other is "other".
 NAMED_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="a pre-fork master: POSIX only")
-
-
-# -- scraping ---------------------------------------------------------------------------
-
-
-class Scrape:
-    """One parsed scrape: family types and every sample by (name, labels)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.types: dict[str, str] = {}
-        self.samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                self.types[sample.name] = family.type
-                self.samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-
-    def value(self, name: str, **labels: str) -> float:
-        """The sum of ``name``'s samples whose labels include ``labels``."""
-        wanted = set(labels.items())
-        return sum(
-            v for (n, sample_labels), v in self.samples.items() if n == name and wanted <= set(sample_labels)
-        )
-
-    def series(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-        return {labels: v for (n, labels), v in self.samples.items() if n == name}
-
-    def label_values(self, name: str, label: str) -> set[str]:
-        return {dict(labels)[label] for labels in self.series(name)}
-
-    def counters(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample that must never decrease: counters and histograms, summed over workers.
-
-        ``greenserve_worker_requests_total`` is per running worker: its series
-        ends with the worker (the aggregated ``greenserve_requests_total`` does not).
-        """
-        return {
-            key: v
-            for key, v in self.samples.items()
-            if self.types[key[0]] in ("counter", "histogram") and key[0] != "greenserve_worker_requests_total"
-        }
-
-
-def metrics_url(server: Master) -> str:
-    match = re.search(METRICS_AT, server.wait_for(METRICS_AT))
-    assert match
-    return match.group(1)
-
-
-def fetch(url: str) -> tuple[int, str, str]:
-    """``(status, content type, body)`` of one GET."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.headers["Content-Type"], response.read().decode()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.headers["Content-Type"], error.read().decode()
-
-
-def scrape(base: str) -> Scrape:
-    status, content_type, text = fetch(base + "/metrics")
-    assert status == 200, text
-    assert content_type.startswith("text/plain; version=0.0.4")
-    return Scrape(text)
-
-
-def scrape_until(base: str, predicate, timeout: float = 10.0) -> Scrape:
-    """Scrape until ``predicate(scrape)`` holds (gauges are published about once a second)."""
-    last: list[Scrape] = []
-
-    def check() -> bool:
-        last[:] = [scrape(base)]
-        return bool(predicate(last[0]))
-
-    assert wait_until(check, timeout, 0.1), f"metrics never satisfied the condition:\n{last[0].text}"
-    return last[0]
 
 
 def assert_histogram(result: Scrape, name: str) -> float:
@@ -133,20 +61,6 @@ def assert_not_below(before: Scrape, after: Scrape) -> None:
     assert not went_back, f"counters went backwards (before, after): {went_back}"
 
 
-# -- clients ----------------------------------------------------------------------------
-
-
-def request(address: tuple[str, int], method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    """One request on its own connection: ``(status, body)``."""
-    conn = http.client.HTTPConnection(*address, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers={"Connection": "close"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 #: (method, path, request body): one round of the mixed load.
 MIX = [
     ("GET", "/", None),
@@ -162,26 +76,6 @@ MIX = [
 ]
 
 
-def start(master, tmp_path: Path, *args: str, workers: int = 2) -> tuple[Master, str, Path]:  # noqa: F811
-    """A master with --metrics-bind on port 0 and an access log of ``METHOD STATUS BYTES`` lines."""
-    access = tmp_path / "access.log"
-    server = master(
-        "-w",
-        str(workers),
-        "--metrics-bind",
-        "127.0.0.1:0",
-        "--access-logfile",
-        str(access),
-        "--access-logformat",
-        "%(m)s %(s)s %(B)s",
-        *args,
-        "metrics_app:app",
-        cwd=APPS,
-        ready=rf"Ready: {workers} worker",
-    )
-    return server, metrics_url(server), access
-
-
 def access_lines(path: Path) -> list[tuple[str, int, int]]:
     text = path.read_text() if path.exists() else ""
     lines = text.split("\n")[:-1]  # a line still being written waits for the next read
@@ -191,7 +85,7 @@ def access_lines(path: Path) -> list[tuple[str, int, int]]:
 # -- tests --------------------------------------------------------------------------------
 
 
-def test_counters_match_the_access_log_under_load(master, tmp_path):  # noqa: F811
+def test_counters_match_the_access_log_under_load(master, tmp_path):
     server, base, access = start(master, tmp_path, "--worker-connections", "77")
     jobs = [*MIX * 30, *[("GET", "/error", None)] * 3]
     with ThreadPoolExecutor(8) as pool:
@@ -248,7 +142,7 @@ def test_counters_match_the_access_log_under_load(master, tmp_path):  # noqa: F8
     assert result.value("greenserve_workers", state="wanted") == 2
 
 
-def test_gauges_websockets_and_event_loop_lag(master, tmp_path):  # noqa: F811
+def test_gauges_websockets_and_event_loop_lag(master, tmp_path):
     server, base, _ = start(master, tmp_path)
     host, port = server.address
     idle = [socket.create_connection(server.address, timeout=5) for _ in range(3)]
@@ -291,7 +185,7 @@ def test_gauges_websockets_and_event_loop_lag(master, tmp_path):  # noqa: F811
     assert result.value("greenserve_event_loop_lag_seconds_bucket", le="1.0") == count
 
 
-def test_counters_never_go_backwards_across_reload_and_kill(master, tmp_path):  # noqa: F811
+def test_counters_never_go_backwards_across_reload_and_kill(master, tmp_path):
     server, base, _ = start(master, tmp_path)
     traffic = [request(server.address, *job) for job in MIX * 3]
     assert len(traffic) == 30
@@ -322,7 +216,7 @@ def test_counters_never_go_backwards_across_reload_and_kill(master, tmp_path):  
     assert after_kill.value("greenserve_worker_restarts_total", cause="reload") == 2
 
 
-def test_timeouts_counted(master, tmp_path):  # noqa: F811
+def test_timeouts_counted(master, tmp_path):
     server, base, _ = start(master, tmp_path, "--header-timeout", "0.3", "--keep-alive", "0.3", workers=1)
     silent = socket.create_connection(server.address, timeout=5)  # connects, never sends a byte
     talker = socket.create_connection(server.address, timeout=5)  # one request, then silence
@@ -347,7 +241,7 @@ def test_timeouts_counted(master, tmp_path):  # noqa: F811
     assert result.value("greenserve_timeouts_total", kind="heartbeat") == 0
 
 
-def test_evictions_counted(master, tmp_path):  # noqa: F811
+def test_evictions_counted(master, tmp_path):
     server, base, _ = start(master, tmp_path, "--worker-connections", "2", workers=1)
     # The pool is full of two connections that sent nothing: a third client gets one's place.
     silent = [socket.create_connection(server.address, timeout=5) for _ in range(2)]
@@ -372,7 +266,7 @@ def test_evictions_counted(master, tmp_path):  # noqa: F811
             sock.close()
 
 
-def test_healthz_and_readyz_through_boot_and_shutdown(master, tmp_path):  # noqa: F811
+def test_healthz_and_readyz_through_boot_and_shutdown(master, tmp_path):
     gate = tmp_path / "gate"
     server = master(
         "-w",
