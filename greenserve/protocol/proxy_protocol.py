@@ -393,7 +393,7 @@ def _v1_ipv4(text: str, which: str) -> str:
 
 def _v1_ipv6(text: str, which: str) -> str:
     # ipaddress accepts a zone ("%eth0"); the PROXY line does not.
-    if "%" in text or len(text) > 45:  # INET6_ADDRSTRLEN - 1: an IPv4 tail ("::ffff:1.2.3.4") is longer
+    if "%" in text or len(text) > 39:
         raise ProxyProtocolError(f"PROXY v1 line: the {which} address is not an IPv6 address")
     try:
         address = ipaddress.IPv6Address(text)
