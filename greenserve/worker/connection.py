@@ -543,7 +543,10 @@ class Connection:
         environ = self._environ(request, body) if asgi is None or server.needs_environ else None
         access_log = server.access_log
         metrics = server.metrics
-        started = perf_counter() if access_log is not None or metrics is not None else 0.0
+        statsd = server.statsd
+        started = (
+            perf_counter() if access_log is not None or metrics is not None or statsd is not None else 0.0
+        )
         server.requests += 1
         if server.requests == server.max_requests:
             server.on_max_requests()
@@ -576,6 +579,8 @@ class Connection:
             metrics.request(
                 request.method, exchange.status, perf_counter() - started, body.received, exchange.body_bytes
             )
+        if statsd is not None:
+            statsd.request(exchange.status, perf_counter() - started)
         if exchange.state == SWITCHED:
             return False  # the protocol that took the socket over has finished with it
         step = exchange.finish(body.done, self.body_error is not None)
