@@ -60,11 +60,12 @@ class Statsd:
         self._prefix = prefix = join_prefix(prefix)
         self._tags = tags = "|#" + tags if tags else ""
         count = ":1|c|@1.0" + tags
-        # A request's datagram is _request_head + milliseconds + _request_mid + status + _request_tail.
-        self._request_head = prefix + "gunicorn.request.duration:"
-        self._request_mid = f"|ms{tags}\n{prefix}gunicorn.requests{count}\n{prefix}gunicorn.request.status."
-        self._request_tail = count
-        self._no_status = f"|ms{tags}\n{prefix}gunicorn.requests{count}"
+        # A request's datagram: one bytes template, filled by % (half the cost of an f-string + encode).
+        duration = (prefix + "gunicorn.request.duration:").replace("%", "%%") + "%.3f"
+        requests = f"|ms{tags}\n{prefix}gunicorn.requests{count}".replace("%", "%%")
+        status = f"\n{prefix}gunicorn.request.status.".replace("%", "%%") + "%d" + count.replace("%", "%%")
+        self._request = (duration + requests + status).encode("ascii")
+        self._request_no_status = (duration + requests).encode("ascii")
         self._log_lines = {
             level: f"{prefix}gunicorn.log.{level}{count}".encode("ascii")
             for level in ("critical", "error", "exception", "warning")
@@ -126,10 +127,9 @@ class Statsd:
     def request(self, status: int, seconds: float) -> None:
         """One served request: its duration, the request count and its status code."""
         if status:
-            line = f"{self._request_head}{seconds * 1000:.3f}{self._request_mid}{status}{self._request_tail}"
+            self.send(self._request % (seconds * 1000, status))
         else:  # no response was started (the client went away): no status to count
-            line = f"{self._request_head}{seconds * 1000:.3f}{self._no_status}"
-        self.send(line.encode("ascii"))
+            self.send(self._request_no_status % (seconds * 1000))
 
     def gauge(self, name: str, value: float) -> None:
         self.send(f"{self._prefix}{name}:{value}|g{self._tags}".encode("ascii"))

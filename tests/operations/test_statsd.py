@@ -211,3 +211,26 @@ def test_bad_prefix_is_a_config_error(value):
 )
 def test_prefix_joined_as_gunicorn_joins_it(prefix, joined):
     assert join_prefix(prefix) == joined
+
+
+def test_percent_in_prefix_and_tags_is_sent_as_is():
+    """The request line is a %-template: a ``%`` in the prefix or a tag must come out unchanged."""
+    from greenserve.statsd import Statsd
+
+    udp = StatsdListener()
+    client = Statsd(f"127.0.0.1:{udp.port}", "a%sb", "rate:100%")
+    try:
+        client.request(201, 0.0015)
+        client.request(0, 0.25)
+        udp.wait_count("a%sb.gunicorn.requests:1|c|@1.0|#rate:100%", 2)
+        assert udp.lines() == [
+            "a%sb.gunicorn.request.duration:1.500|ms|#rate:100%",
+            "a%sb.gunicorn.requests:1|c|@1.0|#rate:100%",
+            "a%sb.gunicorn.request.status.201:1|c|@1.0|#rate:100%",
+            "a%sb.gunicorn.request.duration:250.000|ms|#rate:100%",
+            "a%sb.gunicorn.requests:1|c|@1.0|#rate:100%",
+        ]
+        assert client.dropped == 0
+    finally:
+        client.close()
+        udp.close()
