@@ -60,8 +60,8 @@ class Statsd:
         self._prefix = prefix = join_prefix(prefix)
         self._tags = tags = "|#" + tags if tags else ""
         count = ":1|c|@1.0" + tags
-        # A request's datagram: one bytes template, filled by % (half the cost of an f-string + encode).
-        duration = (prefix + "gunicorn.request.duration:").replace("%", "%%") + "%.3f"
+        # A request's datagram: one bytes template filled by % (a third of an f-string + encode's cost).
+        duration = (prefix + "gunicorn.request.duration:").replace("%", "%%") + "%d.%03d"
         requests = f"|ms{tags}\n{prefix}gunicorn.requests{count}".replace("%", "%%")
         status = f"\n{prefix}gunicorn.request.status.".replace("%", "%%") + "%d" + count.replace("%", "%%")
         self._request = (duration + requests + status).encode("ascii")
@@ -126,10 +126,12 @@ class Statsd:
 
     def request(self, status: int, seconds: float) -> None:
         """One served request: its duration, the request count and its status code."""
+        # Whole microseconds, as gunicorn's timedelta has them; integers format faster than a float.
+        ms, us = divmod(int(seconds * 1_000_000), 1000)
         if status:
-            self.send(self._request % (seconds * 1000, status))
+            self.send(self._request % (ms, us, status))
         else:  # no response was started (the client went away): no status to count
-            self.send(self._request_no_status % (seconds * 1000))
+            self.send(self._request_no_status % (ms, us))
 
     def gauge(self, name: str, value: float) -> None:
         self.send(f"{self._prefix}{name}:{value}|g{self._tags}".encode("ascii"))
