@@ -235,3 +235,25 @@ def test_percent_in_prefix_and_tags_is_sent_as_is():
     finally:
         client.close()
         udp.close()
+
+
+def test_hup_with_a_new_statsd_host_moves_master_and_workers(master, tmp_path):  # noqa: F811
+    """SIGHUP after the configuration file changed: the new workers and the master send to the new host."""
+    first, second = StatsdListener(), StatsdListener()
+    conf = tmp_path / "greenserve.conf.py"
+    conf.write_text(f'statsd_host = "127.0.0.1:{first.port}"\nstatsd_prefix = "one"\n')
+    try:
+        server = master("statsd_app:app", "-w", "2", "--config", str(conf), cwd=APPS)
+        first.wait_count("one.gunicorn.workers:2|g", 1)
+        conf.write_text(f'statsd_host = "127.0.0.1:{second.port}"\nstatsd_prefix = "two"\n')
+        old = set(server.workers())
+        server.proc.send_signal(signal.SIGHUP)
+        second.wait_count("two.gunicorn.workers:2|g", 1)
+        server.wait_workers(lambda pids: len(pids) == 2 and not set(pids) & old)
+        for _ in range(4):
+            assert http_get(server.address)[0] == 200
+        second.wait_count("two.gunicorn.requests:1|c|@1.0", 4)
+        assert first.count("one.gunicorn.requests:1|c|@1.0") == 0
+    finally:
+        first.close()
+        second.close()
