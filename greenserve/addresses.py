@@ -34,3 +34,46 @@ def parse_allow_list(items: Iterable[str]) -> tuple[str, ...]:
 
 
 __all__ = ["parse_allow_list"]
+
+
+#: statsd's customary port, taken when ``--statsd-host`` names none (as gunicorn does).
+STATSD_PORT = 8125
+
+
+def parse_statsd_address(value: str) -> tuple[str, int] | str:
+    """``--statsd-host``: ``(host, port)`` for UDP, or a Unix datagram socket's path.
+
+    Accepts gunicorn's spellings: ``HOST:PORT``, ``HOST`` (port 8125),
+    ``[IPv6]:PORT``, ``unix:PATH`` and ``unix://PATH``. Nothing is resolved
+    here (the name is looked up when a process opens its socket); raises
+    ValueError with the expected forms.
+    """
+    text = value.strip()
+    expected = "expected HOST:PORT, [IPv6]:PORT or unix:PATH"
+    if text.startswith("unix:"):
+        path = text[len("unix://") :] if text.startswith("unix://") else text[len("unix:") :]
+        if not path or "\0" in path:
+            raise ValueError(f"{value!r}: no socket path after 'unix:' ({expected})")
+        return path
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{value!r}: {expected}")
+        port = rest[1:] if rest else str(STATSD_PORT)
+    elif text.count(":") > 1:
+        raise ValueError(f"{value!r}: an IPv6 address needs brackets, e.g. [::1]:8125")
+    else:
+        host, _, port = text.partition(":")
+        port = port if ":" in text else str(STATSD_PORT)
+    if not host or any(char.isspace() or not char.isprintable() for char in host):
+        raise ValueError(f"{value!r}: no host name ({expected})")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            host.encode("idna")  # what the resolver will do: empty or overlong labels fail here
+        except UnicodeError:
+            raise ValueError(f"{value!r}: {host!r} is not a valid host name") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: the port must be a number from 1 to 65535 ({expected})")
+    return host, int(port)

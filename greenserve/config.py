@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greenserve import migration
-from greenserve.addresses import parse_allow_list
+from greenserve.addresses import parse_allow_list, parse_statsd_address
 from greenserve.errors import ConfigError
 
 ENV_PREFIX = "GREENSERVE_"
@@ -366,6 +366,41 @@ def parse_control_socket(value: Any) -> str:
     if "\0" in text:
         raise ValueError("a socket path cannot contain a NUL character")
     return text
+
+
+def parse_statsd_host(value: Any) -> str:
+    """``--statsd-host``: ``""`` (off) or an address :func:`parse_statsd_address` accepts."""
+    if value is None:
+        return ""
+    text = parse_str(value).strip()
+    if text and isinstance(parse_statsd_address(text), str) and os.name != "posix":
+        raise ValueError("a Unix socket (unix:PATH) is only available on POSIX systems")
+    return text
+
+
+def _statsd_text(value: str, what: str, forbidden: str) -> str:
+    """ASCII without control characters or ``forbidden`` ones: it is pasted into each statsd line."""
+    bad = next((c for c in value if not (c.isascii() and c.isprintable()) or c in forbidden), None)
+    if bad is not None:
+        raise ValueError(f"{what} {value!r} cannot contain {bad!r}")
+    return value
+
+
+def parse_statsd_prefix(value: Any) -> str:
+    if value is None:
+        return ""
+    return _statsd_text(parse_str(value).strip(), "the prefix", " :|@#")
+
+
+def parse_dogstatsd_tags(value: Any) -> str:
+    """``k:v`` tags, comma-separated (or a list in a configuration file), kept as one string."""
+    if value is None:
+        return ""
+    items = value.split(",") if isinstance(value, str) else parse_list(value)
+    tags = [item.strip() for item in items if item.strip()]
+    for tag in tags:
+        _statsd_text(tag, "the tag", " |,")
+    return ",".join(tags)
 
 
 def _web_concurrency() -> int:
@@ -1077,6 +1112,36 @@ class Config:
         help="The master's control socket, for 'greenserve ctl' (status, workers, add, remove, reload, "
         "reopen, config): a Unix socket only the master's user can use (mode 0600, in a directory "
         "no other user can write to), removed at exit. 'off' (or --no-control-socket) turns it off.",
+    )
+    statsd_host: str = setting(
+        "",
+        flags=["--statsd-host"],
+        section="Operations",
+        parse=parse_statsd_host,
+        metavar="ADDRESS",
+        default_doc="off",
+        help="Send gunicorn's statsd metrics (gunicorn.requests, gunicorn.request.duration, "
+        "gunicorn.request.status.CODE, gunicorn.workers, gunicorn.log.LEVEL) to this statsd server "
+        "over UDP: 'HOST:PORT' ('HOST' alone: port 8125, '[::1]:PORT' for IPv6) or 'unix:PATH' for a "
+        "Unix datagram socket. See docs/operations.md#statsd.",
+    )
+    statsd_prefix: str = setting(
+        "",
+        flags=["--statsd-prefix"],
+        section="Operations",
+        parse=parse_statsd_prefix,
+        metavar="PREFIX",
+        help="Put this before every statsd metric name, joined with a '.' as gunicorn does "
+        "('web' sends web.gunicorn.requests).",
+    )
+    dogstatsd_tags: str = setting(
+        "",
+        flags=["--dogstatsd-tags"],
+        section="Operations",
+        parse=parse_dogstatsd_tags,
+        metavar="TAGS",
+        help="Datadog (dogstatsd) tags added to every statsd metric, comma-separated: "
+        "'env:prod,service:web' is sent as '|#env:prod,service:web'.",
     )
     block_threshold: float = setting(
         0.1,

@@ -29,7 +29,7 @@ import runpy
 import sys
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from greenserve.config import Config
@@ -61,10 +61,34 @@ class _ServerLogger(logging.Logger):
         pass
 
 
+#: --statsd-host: told of each error log record at warning or above (see count_records).
+_record_counter: Callable[[logging.LogRecord], None] | None = None
+
+
+class _ErrorLogger(_ServerLogger):
+    """``greenserve.error``: also counts its warnings and errors for statsd.
+
+    Counted here, in the logger, rather than by a handler: a ``--log-config``
+    replaces the logger's handlers and filters, and counting must survive it.
+    """
+
+    def handle(self, record: logging.LogRecord) -> None:
+        counter = _record_counter
+        if counter is not None and record.levelno >= logging.WARNING:
+            counter(record)
+        super().handle(record)
+
+
+def count_records(counter: Callable[[logging.LogRecord], None] | None) -> None:
+    """Call ``counter`` with every error log record at warning or above (None: stop)."""
+    global _record_counter
+    _record_counter = counter
+
+
 error_log = logging.getLogger(ERROR_LOGGER)
 access_log = logging.getLogger(ACCESS_LOGGER)
-for _logger in (error_log, access_log):
-    _logger.__class__ = _ServerLogger
+error_log.__class__ = _ErrorLogger
+access_log.__class__ = _ServerLogger
 
 #: The keys an access log record carries (as record attributes) besides its
 #: text line, in the order a JSON line shows them.

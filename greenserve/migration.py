@@ -121,6 +121,13 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
         ("--logger-class",),
         "greenserve has no {name}: " + _LOGGERS,
     ),
+    Unsupported(
+        "enable_backlog_metric",
+        ("--enable-backlog-metric",),
+        "greenserve does not send gunicorn.backlog ({name}); the other statsd metrics keep gunicorn's "
+        "names (--statsd-host, docs/operations.md)",
+        takes_value=False,
+    ),
     Unsupported("syslog", ("--log-syslog",), _SYSLOG, takes_value=False),
     Unsupported("syslog_addr", ("--log-syslog-to",), _SYSLOG),
     Unsupported("syslog_prefix", ("--log-syslog-prefix",), _SYSLOG),

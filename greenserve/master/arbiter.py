@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from greenserve import __version__, hooks, logs, metrics, pidfile, proctitle
+from greenserve import __version__, hooks, logs, metrics, pidfile, proctitle, statsd
 from greenserve.config import Config
 from greenserve.errors import (
     EXIT_APP_LOAD_ERROR,
@@ -74,6 +74,9 @@ QUICK_STOP_GRACE = 3.0
 CRASH_WINDOW = 5.0
 MAX_BACKOFF = 30.0
 _LOOP_INTERVAL = 0.5
+#: --statsd-host: the workers gauge is sent when it changes, and again this often (seconds),
+#: so a statsd daemon that restarted has it.
+STATSD_GAUGE_EVERY = 10.0
 
 #: What SIGHUP runs: the configuration read again, and where each setting came from.
 ReloadConfig = Callable[[], tuple[Config, dict[str, str]]]
@@ -135,6 +138,10 @@ class Arbiter:
         self.retired = metrics.Totals()
         self.restarts: dict[str, int] = {}
         self.heartbeat_kills = 0
+        #: --statsd-host: the master's client (gunicorn.workers, the master's log counters).
+        self.statsd: statsd.Statsd | None = None
+        self._statsd_workers = -1
+        self._statsd_due = 0.0
         #: --control-socket: greenserve ctl's way in (None: off).
         self.control: ControlServer | None = None
         #: Why the last reload kept the current configuration ("" if it did not fail).
@@ -180,6 +187,7 @@ class Arbiter:
     def start(self) -> None:
         config = self.config
         log.info("Starting greenserve %s (master pid %d)", __version__, self.pid)
+        self._open_statsd()
         hooks.install(config)
         try:
             hooks.notify(hooks.Starting(self))
@@ -210,6 +218,22 @@ class Arbiter:
             log.info("Reloading on changes below %s", ", ".join(self._reloader.roots))
         proctitle.set_title(proctitle.master_title(self.proc_name))
         log.info("Using %d worker%s", self.num_workers, "" if self.num_workers == 1 else "s")
+
+    def _open_statsd(self) -> None:
+        self.statsd = statsd.Statsd.from_config(self.config)
+        statsd.install(self.statsd)
+        self._statsd_workers = -1
+        if self.statsd is not None:
+            log.info("Sending statsd metrics to %s", self.config.statsd_host)
+
+    def _report_workers(self, count: int) -> None:
+        """gunicorn's ``gunicorn.workers`` gauge: the workers serving (or booting to serve) now."""
+        now = time.monotonic()
+        if count != self._statsd_workers or now >= self._statsd_due:
+            self._statsd_workers = count
+            self._statsd_due = now + STATSD_GAUGE_EVERY
+            assert self.statsd is not None
+            self.statsd.gauge("gunicorn.workers", count)
 
     def _open_listeners(self) -> list[Listener]:
         config = self.config
@@ -641,6 +665,8 @@ class Arbiter:
                 worker.stop_cause = "scale_down"
                 self.stop_worker(worker)
                 active.remove(worker)
+        if self.statsd is not None:
+            self._report_workers(len(active))
         ready = [w for w in active if w.state == READY]
         if len(ready) >= self.num_workers:
             for worker in workers:
@@ -683,6 +709,13 @@ class Arbiter:
             self.config = config
             self.sources = sources
             hooks.install(config)
+            previous = self._previous_config
+            if (config.statsd_host, config.statsd_prefix, config.dogstatsd_tags) != (
+                previous.statsd_host,
+                previous.statsd_prefix,
+                previous.dogstatsd_tags,
+            ):
+                self._open_statsd()
             if config.workers != self._previous_config.workers:
                 self.num_workers = config.workers
         self.generation += 1
@@ -757,6 +790,7 @@ class Arbiter:
         except Exception:
             log.exception("on_exit hook failed")
         log.info("Shutting down: master %d exits (code %d)", self.pid, self.exit_code)
+        statsd.install(None)
 
     def _new_master_alive(self) -> bool:
         return bool(self.reexec_pid) and pidfile.is_alive(self.reexec_pid)

@@ -129,6 +129,7 @@ def build_server(
     board_slot: int = -1,
     metrics: Any = None,
 ) -> Any:
+    from greenserve import statsd
     from greenserve.logs import wants_access_fields
     from greenserve.worker.accesslog import AccessLog
     from greenserve.worker.server import WorkerServer
@@ -137,6 +138,8 @@ def build_server(
         ssl_context = load_tls(config)
     fields = wants_access_fields(config)  # JSON lines or --log-config: records carry the fields
     access = AccessLog(config.access_logformat, fields=fields) if config.access_log else None
+    client = statsd.Statsd.from_config(config)
+    statsd.install(client)  # this worker's own, in place of the copy of the master's
     return WorkerServer(
         config,
         app,
@@ -147,6 +150,7 @@ def build_server(
         board=board,
         board_slot=board_slot,
         metrics=metrics,
+        statsd=client,
     )
 
 

@@ -543,7 +543,9 @@ class Connection:
         environ = self._environ(request, body) if asgi is None or server.needs_environ else None
         access_log = server.access_log
         metrics = server.metrics
-        started = perf_counter() if access_log is not None or metrics is not None else 0.0
+        statsd = server.statsd
+        timed = access_log is not None or metrics is not None or statsd is not None
+        started = perf_counter() if timed else 0.0
         server.requests += 1
         if server.requests == server.max_requests:
             server.on_max_requests()
@@ -570,12 +572,14 @@ class Connection:
             hooks.notify(hooks.PostRequest(server.worker, environ, exchange.status))
         if environ is not None:
             del environ["greenserve.connection"]  # an environ the app keeps must not keep the socket
-        if access_log is not None:
-            access_log.log(environ, exchange, perf_counter() - started)
-        if metrics is not None:
-            metrics.request(
-                request.method, exchange.status, perf_counter() - started, body.received, exchange.body_bytes
-            )
+        if timed:  # one duration for all three: not the access log's own writing in the others'
+            elapsed = perf_counter() - started
+            if access_log is not None:
+                access_log.log(environ, exchange, elapsed)
+            if metrics is not None:
+                metrics.request(request.method, exchange.status, elapsed, body.received, exchange.body_bytes)
+            if statsd is not None:
+                statsd.request(exchange.status, elapsed)
         if exchange.state == SWITCHED:
             return False  # the protocol that took the socket over has finished with it
         step = exchange.finish(body.done, self.body_error is not None)

@@ -39,6 +39,7 @@ from greenserve.protocol.parser import RequestParser, head_parser_class
 from greenserve.protocol.proxy import ProxyPolicy
 from greenserve.protocol.response import date_line, server_line
 from greenserve.sockets import Listener, stop_queueing
+from greenserve.statsd import Statsd
 from greenserve.worker.connection import BUSY, WAIT_HEAD, WAIT_REQUEST, Connection
 from greenserve.worker.tls import TLSConnection
 from greenserve.worker.websocket import WebSocketSettings
@@ -109,6 +110,7 @@ class WorkerServer:
         board: LoadBoard | None = None,
         board_slot: int = -1,
         metrics: WorkerMetrics | None = None,
+        statsd: Statsd | None = None,
     ) -> None:
         self.config = config
         self.app = app
@@ -173,6 +175,8 @@ class WorkerServer:
         )
         #: Where this worker counts requests, timeouts, evictions for --metrics-bind (None: off).
         self.metrics = metrics
+        #: Where this worker sends gunicorn's per-request statsd metrics (None: --statsd-host is off).
+        self.statsd = statsd
         #: Where this worker tells its siblings how many connections it holds (None: alone).
         self.board = board
         self.board_slot = board_slot
