@@ -37,6 +37,7 @@ from greenserve.protocol.events import Limits
 from greenserve.protocol.exchange import ExchangeSettings
 from greenserve.protocol.parser import RequestParser, head_parser_class
 from greenserve.protocol.proxy import ProxyPolicy
+from greenserve.protocol.request_id import RequestIds
 from greenserve.protocol.response import date_line, server_line
 from greenserve.sockets import Listener, stop_queueing
 from greenserve.worker.connection import BUSY, WAIT_HEAD, WAIT_REQUEST, Connection
@@ -148,8 +149,18 @@ class WorkerServer:
         self.requests = 0
         self.stopping = False
         #: What every connection's exchange needs from the server (draining flips on stop).
+        #: --request-id: how each request gets its id (None: off, no request pays anything).
+        self.request_ids = (
+            RequestIds(config.request_id_header, respond=config.request_id_response)
+            if config.request_id
+            else None
+        )
+        respond = self.request_ids is not None and self.request_ids.respond
         self.exchange_settings = ExchangeSettings(
-            self.clock.date_line, self.server_line, keep_alive=self.keep_alive_enabled
+            self.clock.date_line,
+            self.server_line,
+            keep_alive=self.keep_alive_enabled,
+            id_header=self.request_ids.name if respond and self.request_ids is not None else b"",
         )
         #: Protocols that may claim a new connection from its first bytes (see Connection._preface):
         #: callables ``(connection, first_bytes) -> bytes for HTTP/1.1, or None``.
