@@ -109,9 +109,7 @@ def test_off_by_default_for_asgi(greenserve):
 
 
 def test_generated_ids_are_unique_across_requests_and_workers(master):  # noqa: F811
-    server = master(
-        "-w", "2", "--request-id", "request_id_app:app", cwd=APPS, ready=r"Ready: 2 worker"
-    )
+    server = master("-w", "2", "--request-id", "request_id_app:app", cwd=APPS, ready=r"Ready: 2 worker")
     seen: dict[str, int] = {}
     pids: set[int] = set()
 
@@ -189,9 +187,7 @@ def test_a_trusted_proxy_id_reaches_the_app_the_log_and_the_response(greenserve,
 def test_repeated_header_the_nearest_proxy_counts(greenserve):
     server = start(greenserve, "--request-id")
     with socket.create_connection(server.address, timeout=10) as sock:
-        sock.sendall(
-            request_bytes(headers=[("X-Request-ID", "client-says"), ("X-Request-ID", "proxy-says")])
-        )
+        sock.sendall(request_bytes(headers=[("X-Request-ID", "client-says"), ("X-Request-ID", "proxy-says")]))
         response = ResponseReader(sock).read()
     assert json.loads(response.body)["id"] == "proxy-says"
     assert response.getheader("X-Request-ID") == "proxy-says"
