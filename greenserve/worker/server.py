@@ -148,19 +148,17 @@ class WorkerServer:
         self.connections: set[Connection] = set()
         self.requests = 0
         self.stopping = False
+        ids = None
+        if config.request_id:
+            ids = RequestIds(config.request_id_header, respond=config.request_id_response)
+        #: --request-id: how each request gets its id (None: off, requests pay one check).
+        self.request_ids = ids
         #: What every connection's exchange needs from the server (draining flips on stop).
-        #: --request-id: how each request gets its id (None: off, no request pays anything).
-        self.request_ids = (
-            RequestIds(config.request_id_header, respond=config.request_id_response)
-            if config.request_id
-            else None
-        )
-        respond = self.request_ids is not None and self.request_ids.respond
         self.exchange_settings = ExchangeSettings(
             self.clock.date_line,
             self.server_line,
             keep_alive=self.keep_alive_enabled,
-            id_header=self.request_ids.name if respond and self.request_ids is not None else b"",
+            id_header=ids.name if ids is not None and ids.respond else b"",
         )
         #: Protocols that may claim a new connection from its first bytes (see Connection._preface):
         #: callables ``(connection, first_bytes) -> bytes for HTTP/1.1, or None``.
