@@ -36,9 +36,9 @@ def new_id() -> str:
     """A fresh id: 128 random bits as 32 hex digits (the format of nginx's ``$request_id``).
 
     ``os.urandom`` rather than a per-worker random prefix and a counter: the
-    counter is 0.18 us against 0.29 us per id (timeit, CPython 3.12, this
-    project's 2-core VM), about 0.1 us of a request that costs tens of
-    microseconds, and for that the random id needs no state: it stays unique
+    counter is 0.18 us against 0.29 us per id (timeit, CPython 3.11, this
+    project's 2-core VM), 0.1 us of a hello-world request's 15 us or more;
+    for that, the random id needs no state: it stays unique
     after any fork (a counter copied into two processes repeats itself),
     across workers and restarts with no coordination, and tells a client who
     sees it in a response nothing about how many requests a worker served.
