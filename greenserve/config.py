@@ -354,6 +354,35 @@ def parse_optional_str(value: Any) -> str:
     return parse_str(value)
 
 
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Fields the server, the framing or the hop owns: never a request id's.
+_RESERVED_FIELDS = frozenset(
+    (
+        "connection",
+        "content-length",
+        "date",
+        "host",
+        "keep-alive",
+        "proxy-connection",
+        "server",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    )
+)
+
+
+def parse_header_name(value: Any) -> str:
+    """A header field name (a token, RFC 9110 5.1) that the server does not manage itself."""
+    text = parse_str(value).strip()
+    if _FIELD_NAME.fullmatch(text) is None:
+        raise ValueError(f"expected a header name such as X-Request-ID, got {value!r}")
+    if text.lower() in _RESERVED_FIELDS:
+        raise ValueError(f"{text} is managed by the server, it cannot carry request ids")
+    return text
+
+
 def parse_control_socket(value: Any) -> str:
     """``auto`` (the default location), ``off`` (``""``), or the socket's path."""
     if value is None:
@@ -1151,6 +1180,36 @@ class Config:
         metavar="SECONDS",
         help="Log a warning, with the stack and the request, when a worker's event loop is blocked "
         "longer than this (a CPU loop, a C call that does not yield); 0 turns the report off.",
+    )
+
+    request_id: bool = setting(
+        False,
+        flags=["--request-id"],
+        section="Operations",
+        parse=parse_bool,
+        help="Give every request an id: a trusted proxy's --request-id-header when it is a valid "
+        "one (trusted as for --forwarded-allow-ips; 1-200 visible ASCII characters, no quote or "
+        "backslash), else 32 new random hex digits. Applications read it in "
+        "environ['greenserve.request_id'] or scope['extensions']['greenserve.request_id']['id'], "
+        "the access log in %(request_id)s and the JSON request_id key (see docs/operations.md).",
+    )
+    request_id_header: str = setting(
+        "X-Request-ID",
+        flags=["--request-id-header"],
+        section="Operations",
+        parse=parse_header_name,
+        metavar="NAME",
+        help="The header a trusted proxy's request id arrives in, and the response header that "
+        "echoes it (with --request-id).",
+    )
+    request_id_response: bool = setting(
+        True,
+        flags=["--request-id-response"],
+        section="Operations",
+        parse=parse_bool,
+        help="With --request-id, send the id back in the --request-id-header response header "
+        "(unless the application sets that header itself), WebSocket handshakes and server-made "
+        "error responses included.",
     )
 
     # Process -------------------------------------------------------------

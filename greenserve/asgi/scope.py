@@ -38,6 +38,8 @@ class ConnectionInfo(Protocol):
     proxy: ProxyPolicy | None
     #: The PROXY protocol header a load balancer sent (--proxy-protocol), else None.
     proxy_header: Any
+    #: The current request's id (--request-id), else None.
+    request_id: str | None
 
 
 def build_scope(
@@ -135,7 +137,19 @@ def scope_for_request(
     tls = getattr(connection, "tls_extension", None)
     if tls is not None:
         scope["extensions"] = {**scope.get("extensions", {}), "tls": dict(tls)}
+    if connection.request_id is not None:
+        _add_request_id(scope, connection.request_id)
     return scope
+
+
+def _add_request_id(scope: dict[str, Any], request_id: str) -> None:
+    """``scope["extensions"]["greenserve.request_id"] = {"id": request_id}`` (--request-id).
+
+    An extension, as the PROXY protocol header is: the ASGI spec reserves
+    ``extensions`` for what the server adds (each extension's value a dict),
+    while ``state`` belongs to the application's lifespan.
+    """
+    scope["extensions"] = {**scope.get("extensions", {}), "greenserve.request_id": {"id": request_id}}
 
 
 def scope_for_environ(kind: str, environ: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +178,7 @@ def scope_for_environ(kind: str, environ: dict[str, Any], state: dict[str, Any])
     except (KeyError, ValueError):
         client = server = None
     raw_uri = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
-    return build_scope(
+    scope = build_scope(
         kind,
         http_version=environ["SERVER_PROTOCOL"][5:],
         method=environ["REQUEST_METHOD"],
@@ -179,3 +193,7 @@ def scope_for_environ(kind: str, environ: dict[str, Any], state: dict[str, Any])
         server=server,
         state=state,
     )
+    request_id = environ.get("greenserve.request_id")
+    if isinstance(request_id, str):  # greenserve's --request-id, or a middleware's
+        _add_request_id(scope, request_id)
+    return scope

@@ -91,13 +91,14 @@ class ExchangeSettings:
     afterwards say ``Connection: close``.
     """
 
-    __slots__ = ("date_line", "draining", "keep_alive", "server_line")
+    __slots__ = ("date_line", "draining", "id_field", "keep_alive", "server_line")
 
     def __init__(
         self,
         date_line: Callable[[], bytes],
         server_line: bytes = b"",
         keep_alive: bool = True,
+        id_header: bytes = b"",
     ) -> None:
         #: Returns the current ``Date: ...\r\n`` line (the worker caches it per second).
         self.date_line = date_line
@@ -106,6 +107,9 @@ class ExchangeSettings:
         #: Whether the server keeps connections open between requests at all.
         self.keep_alive = keep_alive
         self.draining = False
+        #: ``b"\r\nx-request-id:"`` for ``--request-id-response``: how an application's own
+        #: request-id header starts in a head's block (then the server adds none).
+        self.id_field = b"\r\n" + id_header.lower() + b":" if id_header else b""
 
 
 class Exchange:
@@ -118,6 +122,7 @@ class Exchange:
         "close_reason",
         "excess",
         "head",
+        "id_line",
         "keep_alive",
         "remaining",
         "request",
@@ -148,6 +153,9 @@ class Exchange:
         #: Body bytes still allowed by Content-Length (None: not counted).
         self.remaining: int | None = None
         self._continue = _NO_CONTINUE
+        #: The request-id header line (``--request-id-response``) for the current request's
+        #: responses, set by the worker after :meth:`start`; b"" for none.
+        self.id_line = b""
 
     def __repr__(self) -> str:
         return f"<Exchange {STATE_NAMES[self.state]} {self.request!r}>"
@@ -228,6 +236,9 @@ class Exchange:
         self.send_body = send_body
         self.remaining = length if send_body else None
         settings = self.settings
+        id_line = self.id_line
+        if id_line and (b"\r\n" + head.block.lower()).find(settings.id_field) >= 0:
+            id_line = b""  # the application sent its own
         out = serialize(
             head,
             settings.date_line(),
@@ -236,6 +247,7 @@ class Exchange:
             chunked,
             self.keep_alive,
             request.version == "1.0",
+            id_line,
         )
         if body and send_body:
             out += self._frame(body)
@@ -304,7 +316,9 @@ class Exchange:
         if self._continue == _CONTINUE_PENDING:
             self._continue = _CONTINUE_SKIPPED
         settings = self.settings
-        data = error_response(status, settings.date_line(), settings.server_line, detail)
+        # The request's id when there is a request (a head that could not be parsed has none).
+        extra = self.id_line if state == RECEIVING else b""
+        data = error_response(status, settings.date_line(), settings.server_line + extra, detail)
         self.body_bytes = len(data) - data.index(b"\r\n\r\n") - 4
         return data
 

@@ -284,8 +284,12 @@ def serialize(
     chunked: bool,
     keep_alive: bool,
     http10: bool,
+    extra: bytes = b"",
 ) -> bytes:
-    """The bytes of the response head, framing headers included."""
+    """The bytes of the response head, framing headers included.
+
+    ``extra``: whole header lines the server adds (a request id), or b"".
+    """
     parts = [head.status_line, head.block]
     if content_length is not None:
         parts.append(b"Content-Length: %d\r\n" % content_length)
@@ -299,6 +303,8 @@ def serialize(
         parts.append(date_line)
     if not head.has_server:
         parts.append(server_line)
+    if extra:
+        parts.append(extra)
     parts.append(b"\r\n")
     return b"".join(parts)
 

@@ -129,6 +129,9 @@ _ATOMS = {
     "D": lambda a: str(int(a.request_time * 1_000_000)),
     "L": lambda a: f"{a.request_time:.6f}",
     "p": lambda a: f"<{os.getpid()}>",
+    # --request-id (greenserve's own atom, not gunicorn's). Valid ids print unchanged; escaped
+    # anyway, since an application may have replaced the environ's value.
+    "request_id": lambda a: escape(str(a.environ.get("greenserve.request_id") or "-")),
 }
 
 

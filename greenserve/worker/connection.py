@@ -125,6 +125,7 @@ class Connection:
         "raw_send",
         "remote",
         "request_deadline",
+        "request_id",
         "requests",
         "server",
         "server_name",
@@ -157,6 +158,8 @@ class Connection:
         self.prefaced = False
         #: The PROXY protocol header the load balancer sent (--proxy-protocol), if any.
         self.proxy_header: Any = None
+        #: The current request's id (--request-id), else None.
+        self.request_id: str | None = None
         #: Set by a request's handler that wants to know when the client goes away while it runs
         #: (the ASGI bridge): the reaper checks long requests' sockets and calls it once.
         self.on_client_gone: Callable[[], None] | None = None
@@ -526,6 +529,12 @@ class Connection:
         server = self.server
         exchange = self.exchange
         exchange.start(request)
+        ids = server.request_ids
+        if ids is not None:
+            # Before anything can answer the request (a body error's 400 carries the id too).
+            request_id = self.request_id = ids.assign(request.headers, self.proxy is not None)
+            if ids.respond:
+                exchange.id_line = ids.response_line(request_id)
         if request.has_body:
             error = self._body_error_received()
             if error is not None:
@@ -622,6 +631,8 @@ class Connection:
         environ["wsgi.input"] = body
         environ["greenserve.request"] = request
         environ["greenserve.connection"] = self
+        if self.request_id is not None:
+            environ["greenserve.request_id"] = self.request_id
         if request.upgrade is not None and is_websocket_request(request):
             # gevent-websocket's key (Flask-SocketIO, engineio), and the raw socket under
             # gunicorn's name for libraries that speak WebSocket themselves (simple-websocket).

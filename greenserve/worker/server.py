@@ -37,6 +37,7 @@ from greenserve.protocol.events import Limits
 from greenserve.protocol.exchange import ExchangeSettings
 from greenserve.protocol.parser import RequestParser, head_parser_class
 from greenserve.protocol.proxy import ProxyPolicy
+from greenserve.protocol.request_id import RequestIds
 from greenserve.protocol.response import date_line, server_line
 from greenserve.sockets import Listener, stop_queueing
 from greenserve.statsd import Statsd
@@ -149,9 +150,17 @@ class WorkerServer:
         self.connections: set[Connection] = set()
         self.requests = 0
         self.stopping = False
+        ids = None
+        if config.request_id:
+            ids = RequestIds(config.request_id_header, respond=config.request_id_response)
+        #: --request-id: how each request gets its id (None: off, requests pay one check).
+        self.request_ids = ids
         #: What every connection's exchange needs from the server (draining flips on stop).
         self.exchange_settings = ExchangeSettings(
-            self.clock.date_line, self.server_line, keep_alive=self.keep_alive_enabled
+            self.clock.date_line,
+            self.server_line,
+            keep_alive=self.keep_alive_enabled,
+            id_header=ids.name if ids is not None and ids.respond else b"",
         )
         #: Protocols that may claim a new connection from its first bytes (see Connection._preface):
         #: callables ``(connection, first_bytes) -> bytes for HTTP/1.1, or None``.

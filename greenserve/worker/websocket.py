@@ -127,13 +127,22 @@ class WebSocketHandshake:
         self, subprotocol: str | None = None, extra_headers: list[tuple[bytes, bytes]] | None = None
     ) -> WebSocketTransport:
         """Send ``101 Switching Protocols``; the connection belongs to the returned transport."""
-        settings = self.conn.server.websocket_settings
+        conn = self.conn
+        settings = conn.server.websocket_settings
         extensions: list[Extension] = []
         if settings.per_message_deflate:
             extensions.append(BoundedDeflate(settings.max_size))
-        accept = AcceptConnection(
-            subprotocol=subprotocol, extensions=extensions, extra_headers=extra_headers or []
-        )
+        extra_headers = list(extra_headers or [])
+        ids = conn.server.request_ids
+        # --request-id-response: the 101 carries the id too, unless the application set it.
+        if (
+            ids is not None
+            and ids.respond
+            and conn.request_id is not None
+            and all(name.lower() != ids.field for name, _ in extra_headers)
+        ):
+            extra_headers.append((ids.name, conn.request_id.encode("ascii")))
+        accept = AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=extra_headers)
         data = self.ws.send(accept)
         sock, pending = self.conn.take_over()
         transport = WebSocketTransport(self.conn, sock, self.ws, settings, subprotocol)

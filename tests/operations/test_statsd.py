@@ -22,7 +22,7 @@ from greenserve import config as config_module
 from greenserve.errors import ConfigError
 from greenserve.statsd import join_prefix
 from tests.conftest import wait_until
-from tests.master.conftest import Master, http_get, master  # noqa: F401 - the masters' fixture
+from tests.master.conftest import Master, http_get
 
 APPS = Path(__file__).resolve().parent / "apps"
 TAGS = "env:test,service:web"
@@ -73,11 +73,11 @@ def listener():
     udp.close()
 
 
-def start(master, statsd_host: str, *args: str, workers: int = 2) -> Master:  # noqa: F811
+def start(master, statsd_host: str, *args: str, workers: int = 2) -> Master:
     return master("statsd_app:app", "-w", str(workers), "--statsd-host", statsd_host, *args, cwd=APPS)
 
 
-def test_requests_durations_statuses_prefix_tags_and_workers(master, listener):  # noqa: F811
+def test_requests_durations_statuses_prefix_tags_and_workers(master, listener):
     """gunicorn's per-request metrics, one increment per request, under a prefix and tags."""
     server = start(master, f"127.0.0.1:{listener.port}", "--statsd-prefix", "web", "--dogstatsd-tags", TAGS)
     listener.wait_count(f"web.gunicorn.workers:2|g|#{TAGS}", 1)
@@ -102,7 +102,7 @@ def test_requests_durations_statuses_prefix_tags_and_workers(master, listener): 
     assert listener.datagrams < len(lines)
 
 
-def test_log_counters_from_workers_and_master(master, listener):  # noqa: F811
+def test_log_counters_from_workers_and_master(master, listener):
     """An application that raises is gunicorn.log.exception; warnings and the master's errors count too."""
     server = start(master, f"127.0.0.1:{listener.port}")
     listener.wait_count("gunicorn.workers:2|g", 1)
@@ -123,7 +123,7 @@ def test_log_counters_from_workers_and_master(master, listener):  # noqa: F811
     assert all(line.startswith("gunicorn.") and "|#" not in line for line in listener.lines())
 
 
-def test_unix_datagram_socket(master, tmp_path):  # noqa: F811
+def test_unix_datagram_socket(master, tmp_path):
     """``unix:PATH``: the same lines to a Unix datagram socket (datadog agent, statsd_exporter)."""
     path = tmp_path / "statsd.sock"
     unix = StatsdListener(socket.AF_UNIX, str(path))
@@ -137,7 +137,7 @@ def test_unix_datagram_socket(master, tmp_path):  # noqa: F811
         unix.close()
 
 
-def test_statsd_down_never_fails_a_request(master):  # noqa: F811
+def test_statsd_down_never_fails_a_request(master):
     """A closed UDP port (ICMP port unreachable): every request succeeds, one warning per process at most."""
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     closed.bind(("127.0.0.1", 0))
@@ -237,7 +237,7 @@ def test_percent_in_prefix_and_tags_is_sent_as_is():
         udp.close()
 
 
-def test_hup_with_a_new_statsd_host_moves_master_and_workers(master, tmp_path):  # noqa: F811
+def test_hup_with_a_new_statsd_host_moves_master_and_workers(master, tmp_path):
     """SIGHUP after the configuration file changed: the new workers and the master send to the new host."""
     first, second = StatsdListener(), StatsdListener()
     conf = tmp_path / "greenserve.conf.py"
