@@ -126,7 +126,7 @@ def scope_for_request(
         server=(connection.server_name or base["SERVER_NAME"], int(base["SERVER_PORT"])),
         state=state,
     )
-    if connection.proxy is not None:
+    if connection.proxy is not None and request.forwarded:
         apply_proxy_to_scope(scope, connection.proxy)
     if connection.proxy_header is not None:
         scope["extensions"] = {

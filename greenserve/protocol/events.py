@@ -29,6 +29,7 @@ class Request:
         "chunked",
         "content_length",
         "expect_continue",
+        "forwarded",
         "headers",
         "keep_alive",
         "method",
@@ -48,6 +49,7 @@ class Request:
         chunked: bool,
         expect_continue: bool,
         upgrade: bytes | None,
+        forwarded: bool = False,
     ) -> None:
         #: ``"GET"``: a token, decoded as latin-1.
         self.method = method
@@ -67,6 +69,8 @@ class Request:
         self.expect_continue = expect_continue
         #: The ``Upgrade`` value when the client proposed a protocol switch.
         self.upgrade = upgrade
+        #: It has a ``Forwarded`` or ``X-Forwarded-*`` field (the proxy rules apply only then).
+        self.forwarded = forwarded
 
     @property
     def has_body(self) -> bool:

@@ -171,15 +171,12 @@ class Exchange:
         self.head = None
         self.status = self.body_bytes = self.excess = 0
         # (chunked, send_body and remaining are set by send_head, before anything reads them.)
-        if not request.keep_alive:
-            self.keep_alive = False
-            self.close_reason = "the client asked to close"
-        elif not self.settings.keep_alive:
-            self.keep_alive = False
-            self.close_reason = "keep-alive is off"
-        else:
+        if request.keep_alive and self.settings.keep_alive:
             self.keep_alive = True
             self.close_reason = ""
+        else:
+            self.keep_alive = False
+            self.close_reason = "keep-alive is off" if request.keep_alive else "the client asked to close"
         self._continue = _CONTINUE_PENDING if request.expect_continue else _NO_CONTINUE
 
     @property
@@ -219,10 +216,9 @@ class Exchange:
                 self._must_close("the application asked to close")
             elif self.settings.draining:
                 self._must_close("the server is stopping")
-            elif self._continue == _CONTINUE_PENDING:
-                self._must_close("the body was refused (no 100 Continue)")
         if self._continue == _CONTINUE_PENDING:
             self._continue = _CONTINUE_SKIPPED
+            self._must_close("the body was refused (no 100 Continue)")
         chunked = False
         if length is None and send_body:
             if request.version == "1.1":

@@ -26,6 +26,7 @@ _TRANSFER_ENCODING = 3
 _CONNECTION = 4
 _EXPECT = 5
 _UPGRADE = 6
+_FORWARDED = 7
 
 _SPECIAL = {
     b"host": _HOST,
@@ -34,6 +35,13 @@ _SPECIAL = {
     b"connection": _CONNECTION,
     b"expect": _EXPECT,
     b"upgrade": _UPGRADE,
+    # Noted so that requests without them skip the proxy rules (protocol/proxy.py) entirely.
+    b"forwarded": _FORWARDED,
+    b"x-forwarded-for": _FORWARDED,
+    b"x-forwarded-proto": _FORWARDED,
+    b"x-forwarded-host": _FORWARDED,
+    b"x-forwarded-port": _FORWARDED,
+    b"x-forwarded-prefix": _FORWARDED,
 }
 
 #: 18 digits: below 2**63, the largest length either parser can represent.
@@ -265,6 +273,7 @@ def finish_head(
     connection: list[bytes] = []
     expect_continue = False
     upgrade: bytes | None = None
+    forwarded = False
     for name, value in headers:
         if len(name) + len(value) > field_size:
             raise ProtocolError(431, f"header field {name[:40]!r} too large")
@@ -288,6 +297,8 @@ def finish_head(
             connection += _tokens(value)
         elif kind == _EXPECT:
             expect_continue = value.lower() == b"100-continue"
+        elif kind == _FORWARDED:
+            forwarded = True
         else:
             upgrade = value
 
@@ -330,4 +341,5 @@ def finish_head(
         chunked,
         expect_continue,
         upgrade,
+        forwarded,
     )

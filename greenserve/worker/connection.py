@@ -550,10 +550,7 @@ class Connection:
         # An ASGI application is served natively, without a WSGI environ, unless
         # the access log or a hook needs one.
         environ = self._environ(request, body) if asgi is None or server.needs_environ else None
-        access_log = server.access_log
-        metrics = server.metrics
-        statsd = server.statsd
-        timed = access_log is not None or metrics is not None or statsd is not None
+        timed = server.timed
         started = perf_counter() if timed else 0.0
         server.requests += 1
         if server.requests == server.max_requests:
@@ -583,14 +580,16 @@ class Connection:
             del environ["greenserve.connection"]  # an environ the app keeps must not keep the socket
         if timed:  # one duration for all three: not the access log's own writing in the others'
             elapsed = perf_counter() - started
+            access_log = server.access_log
             if access_log is not None:
                 access_log.log(environ, exchange, elapsed)
+            metrics = server.metrics
             if metrics is not None:
                 metrics.request(request.method, exchange.status, elapsed, body.received, exchange.body_bytes)
+            statsd = server.statsd
             if statsd is not None:
                 statsd.request(exchange.status, elapsed)
-        if exchange.state == SWITCHED:
-            return False  # the protocol that took the socket over has finished with it
+        # CLOSE once another protocol took the socket over (a WebSocket): it has finished with it.
         step = exchange.finish(body.done, self.body_error is not None)
         if step == DRAIN:
             try:
@@ -626,7 +625,7 @@ class Connection:
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = self.remote
         if self.server_name is not None:
             environ["SERVER_NAME"] = self.server_name
-        if self.proxy is not None:
+        if self.proxy is not None and request.forwarded:
             apply_proxy_headers(environ, self.proxy)
         environ["wsgi.input"] = body
         environ["greenserve.request"] = request

@@ -103,14 +103,15 @@ class WSGIResponse:
         """Call the app and send its response; errors propagate to the connection."""
         result = app(environ, self.start_response)
         try:
-            exchange = self.exchange
-            if exchange.state == SWITCHED:
-                return  # the application took the connection over (a WebSocket)
-            if isinstance(result, list) and exchange.state == RECEIVING:
-                self._send_list(result)
-            elif isinstance(result, FileWrapper) and exchange.state == RECEIVING:
-                self._send_file(result)
-            else:
+            state = self.exchange.state
+            if state == RECEIVING:  # nothing written yet: the body may go out with the head
+                if isinstance(result, list):
+                    self._send_list(result)
+                elif isinstance(result, FileWrapper):
+                    self._send_file(result)
+                else:
+                    self._send_iterable(result)
+            elif state != SWITCHED:  # (SWITCHED: the application took the connection over)
                 self._send_iterable(result)
         finally:
             close = getattr(result, "close", None)

@@ -68,6 +68,29 @@ def test_events_are_appended_in_order(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize(
+    ("field", "forwarded"),
+    [
+        (b"Forwarded: for=192.0.2.1", True),
+        (b"X-Forwarded-For: 192.0.2.1", True),
+        (b"x-forwarded-proto: https", True),
+        (b"X-FORWARDED-HOST: example.com", True),
+        (b"X-Forwarded-Port: 8443", True),
+        (b"X-Forwarded-Prefix: /app", True),
+        (b"X-Forwarded-Server: proxy", False),  # not one greenserve reads
+        (b"X-Real-IP: 192.0.2.1", False),
+    ],
+)
+def test_request_says_whether_proxy_fields_came(name: str, field: bytes, forwarded: bool) -> None:
+    """The worker applies the proxy rules only to requests flagged here, so no parser may miss one."""
+    parser = new_parser(name)
+    parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\n" + field + b"\r\nUser-Agent: t\r\n\r\n")
+    request = parser.events[0]
+    assert isinstance(request, Request)
+    assert request.forwarded is forwarded
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 def test_errors_are_queued_not_raised(name: str) -> None:
     parser = new_parser(name)
     parser.feed(GET + b"GET / HTTP/1.1\r\n\r\n")
