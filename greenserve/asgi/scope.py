@@ -32,6 +32,8 @@ class ConnectionInfo(Protocol):
     base: dict[str, Any]
     #: (address, port) of the client, as strings ("" for a Unix socket peer).
     remote: tuple[str, str]
+    #: The same with an int port (the scope's ``client``), None for a Unix socket peer.
+    peer: tuple[str, int] | None
     #: The local address, when the listener is a wildcard one.
     server_name: str | None
     #: The policy for forwarded headers when the peer is a trusted proxy, else None.
@@ -130,7 +132,6 @@ def scope_for_request(
     root_path = base["SCRIPT_NAME"]
     if root_path and (path == root_path or path.startswith(root_path + "/")):
         path = path[len(root_path) :]  # the client sent the prefix: not twice in the scope's path
-    remote_addr, remote_port = connection.remote
     port = base["SERVER_PORT"]
     scope = build_scope(
         kind,
@@ -142,7 +143,7 @@ def scope_for_request(
         query,  # query_string
         root_path,
         request.headers,
-        (remote_addr, int(remote_port)) if remote_addr else None,  # client
+        connection.peer,  # client
         # server:
         (connection.server_name or base["SERVER_NAME"], _PORT_NUMBERS.get(port) or _port_number(port)),
         state,

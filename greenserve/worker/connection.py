@@ -119,6 +119,7 @@ class Connection:
         "on_client_gone",
         "parked",
         "parser",
+        "peer",
         "prefaced",
         "proxy",
         "proxy_header",
@@ -140,14 +141,16 @@ class Connection:
         sock: Any,
         base: dict[str, Any],
         proxy: ProxyPolicy | None,
-        remote: tuple[str, str] = ("", ""),
+        peer: tuple[str, int] | None = None,
     ) -> None:
         self.server = server
         self.sock = sock
         #: The listener's constant environ entries (shared, never modified).
         self.base = base
-        #: REMOTE_ADDR and REMOTE_PORT ("" for a Unix socket peer).
-        self.remote = remote
+        #: The client's address and port (ASGI's ``client``), None for a Unix socket peer.
+        self.peer = peer
+        #: The same as REMOTE_ADDR and REMOTE_PORT strings (("", "") for a Unix socket peer).
+        self.remote = (peer[0], str(peer[1])) if peer is not None else ("", "")
         #: SERVER_NAME when the listener is a wildcard (0.0.0.0): the local address.
         self.server_name: str | None = None
         #: An io watcher that restarts the connection when its client speaks again.
@@ -186,6 +189,14 @@ class Connection:
         self.raw_send = raw.send if raw is not None else sock.send
 
     # -- lifecycle -------------------------------------------------------------
+
+    def set_remote(self, remote: tuple[str, str]) -> None:
+        """The client is someone else than the socket's peer (a PROXY header, a preface).
+
+        Sets both forms of the address (``remote`` and ``peer``): assign neither directly.
+        """
+        self.remote = remote
+        self.peer = (remote[0], int(remote[1])) if remote[0] else None
 
     def run(self) -> None:
         try:

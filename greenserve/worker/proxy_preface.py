@@ -100,7 +100,7 @@ class ProxyProtocolPreface:
     def _apply(self, conn: Connection, header: ProxyHeader) -> None:
         remote = header.remote
         if remote is not None:
-            conn.remote = remote
+            conn.set_remote(remote)
         base = dict(conn.base)  # this connection's own copy: the listener's is shared
         server = header.server
         if server is not None:

@@ -434,17 +434,17 @@ class WorkerServer:
         self, listener: Listener, client: Any, address: Any, tls: Any, base: dict[str, Any]
     ) -> Connection:
         if listener.is_unix:
-            remote, peer_ip = ("", ""), None
+            peer, peer_ip = None, None
         else:
             peer_ip = str(address[0])
-            remote = (peer_ip, str(address[1]))
+            peer = (peer_ip, address[1])
         policy = self.proxy_policy
         proxy = policy if policy is not None and policy.trusts(peer_ip) else None
         # (With --proxy-protocol the peer is the load balancer: the preface decides again.)
         if tls is not None and not listener.is_unix:
-            conn: Connection = TLSConnection(self, client, base, proxy, remote)
+            conn: Connection = TLSConnection(self, client, base, proxy, peer)
         else:
-            conn = Connection(self, client, base, proxy, remote)
+            conn = Connection(self, client, base, proxy, peer)
         if listener.wildcard:
             try:
                 conn.server_name = client.getsockname()[0]

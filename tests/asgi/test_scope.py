@@ -151,3 +151,20 @@ def test_each_request_on_a_connection_gets_its_own_scope(behind_proxy):
     assert second["body"] == "xy"
     names = [b(name) for name, _ in second["headers"]]
     assert "x-other" in names and "x-forwarded-for" not in names
+
+
+@pytest.fixture(scope="module")
+def behind_balancer(module_serve):
+    return module_serve("--single-process", "--proxy-protocol", "v1", "raw_app:app")
+
+
+def test_proxy_protocol_names_the_scope_client_and_server(behind_balancer):
+    """A PROXY v1 preamble replaces the socket's peer in ``client`` (an int port) and ``server``."""
+    with socket.create_connection(behind_balancer.address, timeout=5) as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(b"PROXY TCP4 203.0.113.7 192.0.2.1 51234 8443\r\n" + request_bytes("GET", "/scope/a"))
+        first = json.loads(reader.read().body)
+        sock.sendall(request_bytes("GET", "/scope/b"))  # the preamble holds for the whole connection
+        second = json.loads(reader.read().body)
+    assert first["client"] == second["client"] == ["203.0.113.7", 51234]
+    assert first["server"] == second["server"] == ["192.0.2.1", 8443]

@@ -420,7 +420,7 @@ def hello_preface(conn: Connection, data: bytes) -> bytes | None:
         return data
     line, sep, rest = data.partition(b"\r\n")
     assert sep, "the test sends the whole preamble at once"
-    conn.remote = (line[len(HELLO) :].decode("ascii"), "4711")
+    conn.set_remote((line[len(HELLO) :].decode("ascii"), "4711"))
     return rest
 
 

@@ -20,7 +20,9 @@ def jsonable(value):
         return [jsonable(item) for item in value]
     if isinstance(value, dict):
         return {key: jsonable(item) for key, item in value.items()}
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)  # an extension's object (the PROXY protocol header)
 
 
 def query(scope) -> dict[str, str]:
