@@ -314,7 +314,7 @@ class WorkerServer:
                     run_callback(conn.check_client_gone)
 
     def _measure(self, metrics: WorkerMetrics) -> None:
-        """Every 0.25 s: how late the event loop ran this greenlet (its lag); about once a second, gauges."""
+        """Every 0.25 s: the event loop's lag, and the request counters published; every second, gauges."""
         interval = 0.25
         rounds = 0
         self.publish_gauges()  # a scrape right after boot sees the pool's limit, not 0
@@ -322,6 +322,7 @@ class WorkerServer:
             before = monotonic()
             gevent.sleep(interval)
             metrics.lag(max(0.0, monotonic() - before - interval))
+            metrics.publish()
             rounds += 1
             if rounds % 4 == 0:
                 self.publish_gauges()
@@ -340,6 +341,8 @@ class WorkerServer:
         if not self._acceptors:
             self.start()
         self._stopped.wait()
+        if self.metrics is not None:
+            self.metrics.publish()  # the last requests' counts, before the worker exits
 
     def _accept_loop(self, listener: Listener, gsock: Any, base: dict[str, Any]) -> None:
         from gevent.socket import wait_read
