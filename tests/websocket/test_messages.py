@@ -77,6 +77,49 @@ def test_frames_split_across_tcp_writes_at_every_offset(server):
             assert raw.message() == "héllo", offset
 
 
+def split_pongs(raw: RawClient, count: int) -> tuple[list[bytes], list[str | bytes]]:
+    """The next ``count`` frames or messages: pongs apart (the echo may come first), messages in order."""
+    pongs: list[bytes] = []
+    messages: list[str | bytes] = []
+    for _ in range(count):
+        received = raw.receive()
+        assert received is not None and received.opcode is not Opcode.CLOSE, received
+        (pongs if received.opcode is Opcode.PONG else messages).append(received.data)  # type: ignore[arg-type]
+    return pongs, messages
+
+
+def test_whole_frames_and_other_frames_mixed_in_one_write(server):
+    """Whole small frames (greenserve decodes those itself) and frames wsproto reads, back to back."""
+    big = bytes(range(256)) * 300  # 76,800 bytes: a 64-bit length, above the 64 KiB shortcut
+    medium = "m" * 200  # a 16-bit length
+    wire = b"".join(
+        [
+            frame(TEXT, b"a"),
+            frame(PING, b"p1"),
+            *fragments(TEXT, [b"b", b"c"]),
+            frame(BINARY, big),
+            frame(TEXT, medium.encode()),
+            frame(BINARY, b"\x00\x01"),
+            frame(TEXT, "é".encode()),
+        ]
+    )
+    with RawClient(server.address) as raw:
+        raw.send(wire)
+        pongs, messages = split_pongs(raw, 7)
+        assert pongs == [b"p1"]
+        assert messages == ["a", "bc", big, medium, b"\x00\x01", "é"]
+
+
+def test_whole_frames_split_across_tcp_writes_at_every_offset(server):
+    wire = frame(TEXT, "héllo".encode()) + frame(PING, b"x") + frame(BINARY, b"\x07" * 130)
+    with RawClient(server.address) as raw:
+        for offset in range(1, len(wire)):
+            raw.send(wire[:offset])
+            time.sleep(0.002)  # let the first write reach the server alone
+            raw.send(wire[offset:])
+            assert split_pongs(raw, 3) == ([b"x"], ["héllo", b"\x07" * 130]), offset
+
+
 def test_control_frames_between_fragments(server):
     """A ping between fragments is answered at once, in order; the message still arrives whole."""
     with RawClient(server.address) as raw:
