@@ -240,7 +240,8 @@ def run_client(port: int, connections: int, duration: float, args) -> dict:
 
 def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results: dict) -> None:
     log(
-        f"\n=== {scenario.name}: {scenario.connections} connections, {args.size}-byte ping-pong ({scenario.app})"
+        f"\n=== {scenario.name}: {scenario.connections} connections,"
+        f" {args.size}-byte ping-pong ({scenario.app})"
     )
     running: dict[str, Running] = {}
     try:
@@ -288,7 +289,8 @@ def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results:
                     time.sleep(args.pause)
                 results[name]["runs"].append(res)
                 log(
-                    f"    {name:20s} {fmt_num(res.get('rate')):>8s} msg/s  p50 {fmt_ms(res.get('p50_ms')):>9s}"
+                    f"    {name:20s} {fmt_num(res.get('rate')):>8s} msg/s"
+                    f"  p50 {fmt_ms(res.get('p50_ms')):>9s}"
                     f"  p99 {fmt_ms(res.get('p99_ms')):>9s}  failed to open {res.get('failed_to_open', '-')}"
                     f"  dropped {res.get('dropped', '-')}  client {fmt_num(res.get('client_cpu'))}%"
                     f"  core{args.server_cpu}: server {res['server_cpu']:.0f}% other {res['noise_cpu']:.0f}%"
@@ -304,7 +306,10 @@ def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results:
             if r["status"] == "ok":
                 r.update(status="failed", note=r["note"] or "no measured run")
             continue
-        med = lambda key: statistics.median(x[key] for x in runs if x.get(key) is not None)  # noqa: E731
+
+        def med(key: str, runs: list = runs) -> float:
+            return statistics.median(x[key] for x in runs if x.get(key) is not None)
+
         r["median_rate"] = med("rate")
         r["min_rate"], r["max_rate"] = min(x["rate"] for x in runs), max(x["rate"] for x in runs)
         r["p50_ms"], r["p99_ms"] = med("p50_ms"), med("p99_ms")
@@ -438,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(metadata.PackageNotFoundError):
             info[dist] = metadata.version(dist)
     log(
-        f"plan: {json.dumps(plan)}; rounds {args.rounds} x {args.duration:g}s; RLIMIT_NOFILE {nofile}; logs in {logdir}"
+        f"plan: {json.dumps(plan)}; rounds {args.rounds} x {args.duration:g}s;"
+        f" RLIMIT_NOFILE {nofile}; logs in {logdir}"
     )
 
     def on_term(signum, frame):
