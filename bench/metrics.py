@@ -94,7 +94,12 @@ def one_run(metrics: bool, args: argparse.Namespace, logdir: Path, label: str) -
             wrk(port, args.connections, args.warmup)
         result = wrk(port, args.connections, args.duration)
         if metrics:
+            # Workers publish their request counters every 0.25 s: give them a second.
+            deadline = time.monotonic() + 1.0
             counted = scraped_requests(url)
+            while counted < result["requests"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+                counted = scraped_requests(url)
             result["scraped"] = counted
             if counted < result["requests"]:
                 print(f"    note: /metrics counts {counted} requests, wrk made {result['requests']}")

@@ -344,6 +344,12 @@ class WebSocketTransport:
         max_size = self.settings.max_size
         fast_limit = min(FAST_FRAME_LIMIT, max_size) if max_size else FAST_FRAME_LIMIT
         ws = self.ws
+        sock = self.sock
+        # As Connection._serve does: once the peer's bytes are all read, wait until the
+        # socket is readable rather than call recv(2) for an EAGAIN and its exception
+        # (gevent's own wait; a TLS socket may hold decrypted bytes: it always reads).
+        wait_readable = None if self.conn.TLS else getattr(sock, "_wait", None)
+        read_event = getattr(sock, "_read_event", None)
         pending = b""  # the start of a frame whose header or (fast) payload is incomplete
         slow = 0  # bytes of the current frame still to hand to wsproto
         fragmented = False  # a fragmented message is in progress: its frames go to wsproto
@@ -405,7 +411,9 @@ class WebSocketTransport:
                     if pos < end:
                         pending = data[pos:]
                 self._room.wait()
-                data = self.sock.recv(_RECV)
+                if wait_readable is not None and read_event is not None and len(data) < _RECV:
+                    wait_readable(read_event)  # (a full read: more may be there already)
+                data = sock.recv(_RECV)
                 if not data:
                     self._peer_closed.set()
                     self._mark_closed(ABNORMAL, "")
