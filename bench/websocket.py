@@ -9,8 +9,10 @@ Scenarios (``--only`` takes their names, ``wsgi``, ``asgi`` and server names):
                         (``environ["wsgi.websocket"]``, receive/send until None):
                         greenserve against gunicorn -k geventwebsocket...GeventWebSocketWorker
   asgi-100, asgi-1000   bench.ws_apps:asgi_echo, a raw ASGI 3 echo: greenserve (--loop auto)
-                        against uvicorn (httptools, uvloop) with --ws websockets (its default
-                        when websockets is installed) and with --ws wsproto
+                        against uvicorn (httptools, uvloop) with each WebSocket
+                        implementation: --ws websockets (the legacy websockets API,
+                        deprecated in uvicorn 0.55), --ws wsproto and --ws
+                        websockets-sansio (what --ws auto picks when websockets is installed)
 
 Load: bench/ws_client.py (one process, raw sockets, epoll, a pre-built masked
 frame) opens N connections, then each sends a 32-byte text message, waits for
@@ -131,6 +133,11 @@ SERVERS = {
         Server("gunicorn-gws", "gunicorn -k GeventWebSocketWorker -w 1", cmd_gunicorn_gws),
         Server("uvicorn-websockets", "uvicorn --ws websockets (uvloop)", _uvicorn("websockets")),
         Server("uvicorn-wsproto", "uvicorn --ws wsproto (uvloop)", _uvicorn("wsproto")),
+        Server(
+            "uvicorn-websockets-sansio",
+            "uvicorn --ws websockets-sansio (uvloop)",
+            _uvicorn("websockets-sansio"),
+        ),
     )
 }
 #: greenserve's label by the kind of app it serves.
@@ -159,9 +166,9 @@ class Scenario:
 
 
 WSGI = ("greenserve", "gunicorn-gws")
-ASGI = ("greenserve", "uvicorn-websockets", "uvicorn-wsproto")
+ASGI = ("greenserve", "uvicorn-websockets", "uvicorn-wsproto", "uvicorn-websockets-sansio")
 WSGI_GOALS = (("gunicorn-gws", 1.5),)
-ASGI_GOALS = (("uvicorn-websockets", 0.8), ("uvicorn-wsproto", 0.8))
+ASGI_GOALS = tuple((name, 0.8) for name in ASGI[1:])
 SCENARIOS = {
     s.name: s
     for s in (
@@ -299,7 +306,7 @@ def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results:
             run = start_server(SERVERS[name], scenario, args, logdir)
             results[name] = {"status": "ok", "note": "", "runs": []}
             if run.error:
-                log(f"  {name:20s} failed: {run.error}")
+                log(f"  {name:26s} failed: {run.error}")
                 results[name].update(status="failed", note=run.error)
             else:
                 running[name] = run
@@ -335,11 +342,11 @@ def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results:
                     noise = max(res["noise_cpu"], res["client_noise_cpu"])
                     if noise <= args.max_noise or attempt == args.retries:
                         break
-                    log(f"    {name:20s} discarded: others used {noise:.0f}% of a core; again")
+                    log(f"    {name:26s} discarded: others used {noise:.0f}% of a core; again")
                     time.sleep(args.pause)
                 results[name]["runs"].append(res)
                 log(
-                    f"    {name:20s} {fmt_num(res.get('rate')):>8s} msg/s"
+                    f"    {name:26s} {fmt_num(res.get('rate')):>8s} msg/s"
                     f"  p50 {fmt_ms(res.get('p50_ms')):>9s}"
                     f"  p99 {fmt_ms(res.get('p99_ms')):>9s}  failed to open {res.get('failed_to_open', '-')}"
                     f"  dropped {res.get('dropped', '-')}  client {fmt_num(res.get('client_cpu'))}%"
