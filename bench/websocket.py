@@ -582,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         log("\ninterrupted: stopping servers, reporting what was measured")
     finally:
         PROCS.stop_all()
+    took = (datetime.datetime.now().astimezone() - started).total_seconds()
+    info["took"] = f"{took // 60:.0f} min {took % 60:.0f} s"
     info["load average before/after"] = f"{load1:.2f} / {Path('/proc/loadavg').read_text().split()[0]}"
     log("")
     for scen, head, rows in tables(results):
@@ -602,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
                 else " (WARNING: near 100%, the client may have limited the rates)"
             )
         )
+    log(f"took {info['took']}; load average before/after {info['load average before/after']}")
     if args.markdown:
         lines = [f"# WebSocket echo benchmark, {started:%Y-%m-%d %H:%M %Z}", "", f"- command: `{command}`"]
         lines += ["- machine: " + "; ".join(f"{k} {v}" for k, v in info.items()), ""]
