@@ -9,14 +9,27 @@ Scenarios (``--only`` takes their names, ``wsgi``, ``asgi`` and server names):
                         (``environ["wsgi.websocket"]``, receive/send until None):
                         greenserve against gunicorn -k geventwebsocket...GeventWebSocketWorker
   asgi-100, asgi-1000   bench.ws_apps:asgi_echo, a raw ASGI 3 echo: greenserve (--loop auto)
-                        against uvicorn (httptools, uvloop) with --ws websockets (its default
-                        when websockets is installed) and with --ws wsproto
+                        against uvicorn (httptools, uvloop) with each WebSocket
+                        implementation: --ws websockets (the legacy websockets API,
+                        deprecated in uvicorn 0.55), --ws wsproto and --ws
+                        websockets-sansio (what --ws auto picks when websockets is installed)
 
 Load: bench/ws_client.py (one process, raw sockets, epoll, a pre-built masked
 frame) opens N connections, then each sends a 32-byte text message, waits for
 the echo and sends again, for --duration seconds. Reported: round trips per
-second, p50/p99 round-trip latency, connections that failed to open, and the
-client's own share of its core.
+second, p50/p99 round-trip latency, connections that failed to open or were
+dropped, and the client process's own share of its core: a client at 90% or
+more may itself be the limit, and its server's row says "client-bound".
+
+greenserve runs as ``python -m greenserve`` (this interpreter) with this
+checkout first on PYTHONPATH, and its worker is asked which ``greenserve`` it
+imported (``GET /greenserve-module``): a server that is not this checkout's is
+reported as failed, not measured. gunicorn and uvicorn are this interpreter's
+console scripts. Run it with an interpreter that has gunicorn, gevent-websocket,
+uvicorn, uvloop, httptools, websockets and wsproto installed.
+
+A server that fails to start, answers wrongly, dies, drops connections or echoes
+wrongly reads NA in the tables, with the reason; its ratios read NA too.
 
 Discipline as in bench/run.py: one worker (``-w 1``), the server pinned to
 core 0 and the client (and this harness) to core 1, a warm-up run per server,
@@ -25,7 +38,7 @@ redoes runs during which other processes used the cores.
 
 Goals (issue 11): WSGI echo >= 1.5x gunicorn + gevent-websocket; ASGI echo >= 0.8x uvicorn.
 
-Usage: python bench/websocket.py [--rounds 3] [--duration 8] [--only wsgi,asgi-1000,...]
+Usage: python bench/websocket.py [--rounds 3] [--seconds 8] [--only wsgi,asgi-1000,...]
                                  [--json PATH] [--markdown PATH]
 """
 
@@ -35,6 +48,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import http.client
 import json
 import os
 import shlex
@@ -66,6 +80,7 @@ from run import (  # the harness's own process handling, meters and tables
     wait_port,
     wait_quiet,
 )
+from ws_apps import MODULE_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -78,8 +93,11 @@ def _tool(name: str) -> str:
 
 
 def cmd_greenserve(app: str, port: int) -> list[str]:
+    # ``-m greenserve`` with PYTHONPATH=ROOT (start_server): the code under test is this
+    # checkout's, even when the interpreter's environment has greenserve installed from
+    # elsewhere; start_server asks the worker which greenserve it imported.
     return [
-        *(_tool("greenserve"), "--no-access-log", "-w", "1", "-b", f"127.0.0.1:{port}"),
+        *(sys.executable, "-m", "greenserve", "--no-access-log", "-w", "1", "-b", f"127.0.0.1:{port}"),
         *("--worker-connections", str(WORKER_CONNECTIONS), app),
     ]
 
@@ -112,11 +130,29 @@ SERVERS = {
     s.name: s
     for s in (
         Server("greenserve", "greenserve -w 1", cmd_greenserve),
-        Server("gunicorn-gws", "gunicorn GeventWebSocketWorker -w 1", cmd_gunicorn_gws),
-        Server("uvicorn-websockets", "uvicorn --ws websockets", _uvicorn("websockets")),
-        Server("uvicorn-wsproto", "uvicorn --ws wsproto", _uvicorn("wsproto")),
+        Server("gunicorn-gws", "gunicorn -k GeventWebSocketWorker -w 1", cmd_gunicorn_gws),
+        Server("uvicorn-websockets", "uvicorn --ws websockets (uvloop)", _uvicorn("websockets")),
+        Server("uvicorn-wsproto", "uvicorn --ws wsproto (uvloop)", _uvicorn("wsproto")),
+        Server(
+            "uvicorn-websockets-sansio",
+            "uvicorn --ws websockets-sansio (uvloop)",
+            _uvicorn("websockets-sansio"),
+        ),
     )
 }
+#: greenserve's label by the kind of app it serves.
+GREENSERVE_LABELS = {
+    "bench.ws_apps:echo": "greenserve -w 1 (WSGI, wsgi.websocket)",
+    "bench.ws_apps:asgi_echo": "greenserve -w 1 (ASGI, --loop auto)",
+}
+#: A client using at least this share of its core may itself limit the rate.
+CLIENT_BOUND = 90.0
+
+
+def label(name: str, scenario: str) -> str:
+    if name == "greenserve":
+        return GREENSERVE_LABELS.get(SCENARIOS[scenario].app, SERVERS[name].label)
+    return SERVERS[name].label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,9 +166,9 @@ class Scenario:
 
 
 WSGI = ("greenserve", "gunicorn-gws")
-ASGI = ("greenserve", "uvicorn-websockets", "uvicorn-wsproto")
+ASGI = ("greenserve", "uvicorn-websockets", "uvicorn-wsproto", "uvicorn-websockets-sansio")
 WSGI_GOALS = (("gunicorn-gws", 1.5),)
-ASGI_GOALS = (("uvicorn-websockets", 0.8), ("uvicorn-wsproto", 0.8))
+ASGI_GOALS = tuple((name, 0.8) for name in ASGI[1:])
 SCENARIOS = {
     s.name: s
     for s in (
@@ -191,6 +227,18 @@ def ws_echo_check(port: int, timeout: float = 10.0) -> str | None:
     return None
 
 
+def greenserve_module(port: int, timeout: float = 10.0) -> str:
+    """The ``greenserve`` package file the serving process imported (bench.ws_apps answers it)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", MODULE_PATH, headers={"Host": "bench"})
+        return conn.getresponse().read().decode(errors="replace")
+    except (OSError, http.client.HTTPException) as exc:
+        return f"({type(exc).__name__}: {exc})"
+    finally:
+        conn.close()
+
+
 def start_server(server: Server, scenario: Scenario, args, logdir: Path) -> Running:
     port = free_port()
     argv = ["taskset", "-c", str(args.server_cpu), *server.build(scenario.app, port)]
@@ -210,6 +258,15 @@ def start_server(server: Server, scenario: Scenario, args, logdir: Path) -> Runn
         run.error = f"did not start (exit {proc.poll()}): {tail(path)}"
     else:
         run.error = check_http(port) or ws_echo_check(port)
+    if not run.error and server.name == "greenserve":
+        # The code under test must be this checkout's, not an installed greenserve.
+        module = greenserve_module(port)
+        expected = ROOT / "greenserve" / "__init__.py"
+        if Path(module).resolve() != expected:
+            run.error = f"served by greenserve from {module!r}, not {expected}"
+        elif not args.module_logged:
+            args.module_logged = True
+            log(f"  greenserve under test (from its worker): {module}")
     if run.error:
         PROCS.stop(proc)
     return run
@@ -249,7 +306,7 @@ def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results:
             run = start_server(SERVERS[name], scenario, args, logdir)
             results[name] = {"status": "ok", "note": "", "runs": []}
             if run.error:
-                log(f"  {name:20s} failed: {run.error}")
+                log(f"  {name:26s} failed: {run.error}")
                 results[name].update(status="failed", note=run.error)
             else:
                 running[name] = run
@@ -285,11 +342,11 @@ def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results:
                     noise = max(res["noise_cpu"], res["client_noise_cpu"])
                     if noise <= args.max_noise or attempt == args.retries:
                         break
-                    log(f"    {name:20s} discarded: others used {noise:.0f}% of a core; again")
+                    log(f"    {name:26s} discarded: others used {noise:.0f}% of a core; again")
                     time.sleep(args.pause)
                 results[name]["runs"].append(res)
                 log(
-                    f"    {name:20s} {fmt_num(res.get('rate')):>8s} msg/s"
+                    f"    {name:26s} {fmt_num(res.get('rate')):>8s} msg/s"
                     f"  p50 {fmt_ms(res.get('p50_ms')):>9s}"
                     f"  p99 {fmt_ms(res.get('p99_ms')):>9s}  failed to open {res.get('failed_to_open', '-')}"
                     f"  dropped {res.get('dropped', '-')}  client {fmt_num(res.get('client_cpu'))}%"
@@ -301,22 +358,63 @@ def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results:
         for run in running.values():
             PROCS.stop(run.proc)
     for r in results.values():
-        runs = [x for x in r["runs"] if x.get("rate") is not None]
-        if not runs:
-            if r["status"] == "ok":
-                r.update(status="failed", note=r["note"] or "no measured run")
-            continue
+        summarise(r, scenario, args.max_noise)
 
-        def med(key: str, runs: list = runs) -> float:
-            return statistics.median(x[key] for x in runs if x.get(key) is not None)
 
-        r["median_rate"] = med("rate")
-        r["min_rate"], r["max_rate"] = min(x["rate"] for x in runs), max(x["rate"] for x in runs)
-        r["p50_ms"], r["p99_ms"] = med("p50_ms"), med("p99_ms")
-        r["failed_to_open"] = max(x.get("failed_to_open", 0) for x in runs)
-        r["dropped"] = max(x.get("dropped", 0) for x in runs)
-        r["server_cpu"], r["client_cpu"] = med("server_cpu"), med("client_cpu")
-        r["noise_cpu_max"] = max(max(x["noise_cpu"], x["client_noise_cpu"]) for x in runs)
+def summarise(r: dict, scenario: Scenario, max_noise: float) -> None:
+    """Medians of the measured runs, and a status that says when they cannot be trusted."""
+    runs = [x for x in r["runs"] if x.get("rate") is not None and not x.get("failed")]
+    r["rounds_ok"] = len(runs)
+    failed = [x["failed"] for x in r["runs"] if x.get("failed")]
+    if failed and r["status"] == "ok":
+        r.update(status="failed", note=f"{len(failed)} run(s) failed: {failed[0]}")
+    if not runs:
+        if r["status"] == "ok":
+            r.update(status="failed", note=r["note"] or "no measured run")
+        return
+
+    def med(key: str) -> float | None:
+        values = [x[key] for x in runs if x.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    rates = [x["rate"] for x in runs]
+    r["median_rate"], r["min_rate"], r["max_rate"] = med("rate"), min(rates), max(rates)
+    r["p50_ms"], r["p99_ms"] = med("p50_ms"), med("p99_ms")
+    r["server_cpu"] = med("server_cpu")
+    r["client_cpu_max"] = max(x.get("client_cpu", 0.0) for x in runs)
+    r["noise_cpu_max"] = max(max(x["noise_cpu"], x["client_noise_cpu"]) for x in runs)
+    for key in ("failed_to_open", "dropped", "mismatched", "not_closed_by_server"):
+        r[key] = sum(x.get(key, 0) for x in runs)
+    notes = []
+    if r["not_closed_by_server"]:
+        notes.append(
+            f"{r['not_closed_by_server']} connection(s) not closed by the server 2 s after a close frame"
+        )
+    # A server that did not hold every connection, or echoed wrongly, did not serve the scenario.
+    if r["failed_to_open"] or r["dropped"] or r["mismatched"]:
+        reasons: dict[str, int] = {}
+        for x in runs:
+            for k, v in x.get("failures", {}).items():
+                reasons[k] = reasons.get(k, 0) + v
+        why = ", ".join(f"{k} {v}" for k, v in reasons.items())
+        notes.append(
+            f"{r['failed_to_open']} connection(s) failed to open{f' ({why})' if why else ''}, "
+            f"{r['dropped']} dropped, {r['mismatched']} wrong echoes over {len(runs)} run(s) "
+            f"of {scenario.connections}"
+        )
+        if r["status"] == "ok":
+            r["status"] = "degraded"
+    if r["client_cpu_max"] >= CLIENT_BOUND:
+        notes.append(f"client used {r['client_cpu_max']:.0f}% of its core: the client may be the limit")
+        if r["status"] == "ok":
+            r["status"] = "client-bound"
+    noisy = sum(1 for x in runs if max(x["noise_cpu"], x["client_noise_cpu"]) > max_noise)
+    if noisy:
+        r["noisy_runs"] = noisy
+        notes.append(f"{noisy} noisy run(s) kept after retries")
+        if r["status"] == "ok":
+            r["status"] = "noisy"
+    r["note"] = "; ".join(filter(None, [r["note"], *notes]))
 
 
 # --------------------------------------------------------------------------
@@ -324,16 +422,17 @@ def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results:
 
 
 def tables(results: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """One table per scenario, then the ratios to the goals; a failed server reads NA, never a figure."""
     head = [
         "server",
-        "round trips/s (median)",
+        "messages/s (median)",
         "min-max",
         "p50",
         "p99",
-        "failed to open",
-        "dropped",
+        "rounds",
+        "failed to open / dropped",
         "server core",
-        "client core",
+        "client process (max)",
         "others (max)",
         "status",
     ]
@@ -341,44 +440,64 @@ def tables(results: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     for scen, res in results.items():
         rows = []
         for name, r in res.items():
+            status = r["status"] + (f": {r['note']}" if r["note"] else "")
             if "median_rate" not in r:
-                rows.append([SERVERS[name].label, "NA", *["-"] * 8, f"{r['status']}: {r['note']}"])
+                rows.append([label(name, scen), "NA", *["-"] * 8, status])
                 continue
+            rate = fmt_num(r["median_rate"])
             rows.append(
                 [
-                    SERVERS[name].label,
-                    fmt_num(r["median_rate"]),
+                    label(name, scen),
+                    rate if r["status"] in TRUSTED else f"NA ({rate})",
                     f"{fmt_num(r['min_rate'])}-{fmt_num(r['max_rate'])}",
                     fmt_ms(r["p50_ms"]),
                     fmt_ms(r["p99_ms"]),
-                    str(r["failed_to_open"]),
-                    str(r["dropped"]),
+                    f"{r['rounds_ok']}/{len(r['runs'])}",
+                    f"{r['failed_to_open']} / {r['dropped']}",
                     f"{r['server_cpu']:.0f}%",
-                    f"{r['client_cpu']:.0f}%",
+                    f"{r['client_cpu_max']:.0f}%",
                     f"{r['noise_cpu_max']:.0f}%",
-                    r["status"] + (f": {r['note']}" if r["note"] else ""),
+                    status,
                 ]
             )
         out.append((scen, head, rows))
     ratios = []
     for scen, res in results.items():
-        mine = res.get("greenserve", {}).get("median_rate")
+        mine = res.get("greenserve", {})
         for peer, goal in SCENARIOS[scen].goals:
-            theirs = res.get(peer, {}).get("median_rate")
-            if mine and theirs:
-                value = mine / theirs
-                verdict = "met" if value >= goal else "NOT met"
-                ratios.append([f"{scen}: greenserve / {peer}", f"{value:.2f}x", f">= {goal:g}x", verdict])
+            theirs = res.get(peer)
+            if theirs is None or not mine:
+                continue
+            name = f"{scen}: greenserve / {peer}"
+            if mine.get("status") not in TRUSTED or theirs.get("status") not in TRUSTED:
+                why = ", ".join(
+                    f"{who} {r.get('status')}" for who, r in (("greenserve", mine), (peer, theirs))
+                )
+                ratios.append([name, "NA", f">= {goal:g}x", f"NA ({why})"])
+                continue
+            value = mine["median_rate"] / theirs["median_rate"]
+            verdict = "met" if value >= goal else "NOT met"
+            if "noisy" in (mine["status"], theirs["status"]):
+                verdict += " (noisy)"
+            ratios.append([name, f"{value:.2f}x", f">= {goal:g}x", verdict])
     if ratios:
         out.append(("ratios", ["comparison", "value", "goal", "verdict"], ratios))
     return out
+
+
+#: Statuses whose figures are compared (a noisy run is flagged in the verdict, not dropped).
+TRUSTED = ("ok", "noisy")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="measured rounds per scenario (default 3)")
     p.add_argument(
-        "--duration", type=float, default=8, help="seconds of ping-pong per measured run (default 8)"
+        "--duration",
+        "--seconds",
+        type=float,
+        default=8,
+        help="seconds of ping-pong per measured run (default 8)",
     )
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per server (default 3)")
     p.add_argument("--pause", type=float, default=1.0, help="seconds of rest between runs (default 1)")
@@ -405,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown")
     args = p.parse_args(argv)
+    args.module_logged = False
 
     tokens = [t.strip() for t in (args.only or "").split(",") if t.strip()]
     tokens = [x for t in tokens for x in GROUPS.get(t, (t,))]
@@ -462,10 +582,29 @@ def main(argv: list[str] | None = None) -> int:
         log("\ninterrupted: stopping servers, reporting what was measured")
     finally:
         PROCS.stop_all()
+    took = (datetime.datetime.now().astimezone() - started).total_seconds()
+    info["took"] = f"{took // 60:.0f} min {took % 60:.0f} s"
     info["load average before/after"] = f"{load1:.2f} / {Path('/proc/loadavg').read_text().split()[0]}"
     log("")
     for scen, head, rows in tables(results):
         log(f"--- {scen}\n{text_table(head, rows)}\n")
+    client = [
+        x["client_cpu"]
+        for res in results.values()
+        for r in res.values()
+        for x in r["runs"]
+        if "client_cpu" in x
+    ]
+    if client:
+        log(
+            f"client process: at most {max(client):.0f}% of core {args.client_cpu} in any run"
+            + (
+                " (below 100%: the client was not the bottleneck)"
+                if max(client) < CLIENT_BOUND
+                else " (WARNING: near 100%, the client may have limited the rates)"
+            )
+        )
+    log(f"took {info['took']}; load average before/after {info['load average before/after']}")
     if args.markdown:
         lines = [f"# WebSocket echo benchmark, {started:%Y-%m-%d %H:%M %Z}", "", f"- command: `{command}`"]
         lines += ["- machine: " + "; ".join(f"{k} {v}" for k, v in info.items()), ""]

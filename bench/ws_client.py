@@ -261,8 +261,12 @@ def parse(conn: Conn, data: bytes, payload: bytes) -> tuple[int, bool, bytes | N
     return done, closed, ping, bad
 
 
-def close_all(conns: list[Conn], wait: float = 2.0) -> None:
-    """A close frame (1000) on every connection, then wait briefly for the servers' answers."""
+def close_all(conns: list[Conn], wait: float = 2.0) -> int:
+    """A close frame (1000) on every connection, then wait for the server to close each one.
+
+    Returns how many connections the server had not closed after ``wait`` seconds (a
+    server that answers the close handshake closes the TCP connection, RFC 6455 7.1.1).
+    """
     close = masked_frame(0x8, struct.pack("!H", 1000))
     live = {}
     for conn in conns:
@@ -291,6 +295,7 @@ def close_all(conns: list[Conn], wait: float = 2.0) -> None:
     ep.close()
     for conn in live.values():
         conn.sock.close()
+    return len(live)
 
 
 def main() -> None:
@@ -313,7 +318,7 @@ def main() -> None:
     result["open_seconds"] = open_seconds
     if conns:
         result.update(ping_pong(conns, args.duration, args.size))
-    close_all(conns)
+    result["not_closed_by_server"] = close_all(conns)
     print(json.dumps(result), flush=True)
 
 
