@@ -285,6 +285,20 @@ class Procs:
 PROCS = Procs()
 
 
+def launch(argv: list[str], log: Path) -> subprocess.Popen:
+    """Start a server from the repository root, this checkout first on PYTHONPATH, output to ``log``."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    with log.open("wb") as out:
+        out.write(f"$ {shlex.join(argv)}\n".encode())
+        out.flush()
+        return PROCS.start(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -393,16 +407,7 @@ def start_server(spec: ServerSpec, scenario: Scenario, args, logdir: Path) -> Ru
     opts = {**scenario.opts, "extra": args.server_args.get(spec.name, [])}
     argv = ["taskset", "-c", str(args.server_cpu), *spec.build(scenario.app, port, opts)]
     log = logdir / f"{scenario.name}-{spec.name}.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    with log.open("wb") as out:
-        out.write(f"$ {shlex.join(argv)}\n".encode())
-        out.flush()
-        proc = PROCS.start(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+    proc = launch(argv, log)
     run = Running(spec, port, proc, log)
     if not wait_port(port, proc):
         run.error = f"did not start (exit {proc.poll()}): {tail(log)}"

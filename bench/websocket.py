@@ -71,6 +71,7 @@ from run import (  # the harness's own process handling, meters and tables
     fmt_ms,
     fmt_num,
     free_port,
+    launch,
     log,
     machine_info,
     md_table,
@@ -243,16 +244,7 @@ def start_server(server: Server, scenario: Scenario, args, logdir: Path) -> Runn
     port = free_port()
     argv = ["taskset", "-c", str(args.server_cpu), *server.build(scenario.app, port)]
     path = logdir / f"{scenario.name}-{server.name}.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    with path.open("wb") as out:
-        out.write(f"$ {shlex.join(argv)}\n".encode())
-        out.flush()
-        proc = PROCS.start(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+    proc = launch(argv, path)
     run = Running(server, port, proc, path)
     if not wait_port(port, proc):
         run.error = f"did not start (exit {proc.poll()}): {tail(path)}"
