@@ -29,8 +29,12 @@ Scenarios:
   asgi-sleep  an ASGI app that awaits asyncio.sleep(0.05), 1000 connections; ideal 20,000 req/s
   (``--only asgi`` runs both ASGI scenarios, ``--only wsgi`` the others)
 
+  --baseline REV  also measures greenserve at git revision REV ("greenserve@REV", run from a
+          temporary worktree) next to this checkout's, in the same rounds: the wall-clock
+          comparison of a change, with the peers as the yardstick
+
 Usage: python bench/run.py [--rounds N] [--duration S] [--only hello,sleep,greenserve,...]
-                           [--markdown PATH] [--json PATH] [--plot SVG]
+                           [--baseline REV] [--markdown PATH] [--json PATH] [--plot SVG]
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import contextlib
 import dataclasses
 import datetime
 import http.client
+import io
 import json
 import os
 import platform
@@ -52,6 +57,8 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -150,6 +157,8 @@ class ServerSpec:
     name: str
     label: str
     build: Any
+    #: Imported before this checkout (``--baseline``'s worktree); None: this checkout.
+    source: Path | None = None
 
 
 SERVERS = {
@@ -285,12 +294,14 @@ class Procs:
 PROCS = Procs()
 
 
-def launch(argv: list[str], log: Path) -> subprocess.Popen:
-    """Start a server from the repository root, this checkout first on PYTHONPATH, output to ``log``."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+def launch(argv: list[str], log: Path, source: Path | None = None) -> subprocess.Popen:
+    """Start a server from the repository root, output to ``log``.
+
+    ``source`` (another checkout) comes first on PYTHONPATH, then this one: its
+    greenserve package is the one imported, even over an editable install.
+    """
+    path = [str(source) if source else "", str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
     with log.open("wb") as out:
         out.write(f"$ {shlex.join(argv)}\n".encode())
         out.flush()
@@ -407,7 +418,7 @@ def start_server(spec: ServerSpec, scenario: Scenario, args, logdir: Path) -> Ru
     opts = {**scenario.opts, "extra": args.server_args.get(spec.name, [])}
     argv = ["taskset", "-c", str(args.server_cpu), *spec.build(scenario.app, port, opts)]
     log = logdir / f"{scenario.name}-{spec.name}.log"
-    proc = launch(argv, log)
+    proc = launch(argv, log, spec.source)
     run = Running(spec, port, proc, log)
     if not wait_port(port, proc):
         run.error = f"did not start (exit {proc.poll()}): {tail(log)}"
@@ -932,6 +943,16 @@ def ratio_rows(results: dict) -> list[tuple[str, str, str, str]]:
     ratio("asgi-sleep: greenserve --loop auto / uvicorn", "asgi-sleep", "greenserve", "uvicorn")
     ratio("asgi-sleep: greenserve --loop uvloop / uvicorn", "asgi-sleep", "greenserve-uvloop", "uvicorn")
     ideal_rows("asgi-sleep", ("greenserve", "greenserve-uvloop", "uvicorn"))
+    if BASELINE in SERVERS:
+        base = SERVERS[BASELINE].label
+        for scen, ref in (
+            ("hello", "gunicorn-gevent"),
+            ("sleep", "gunicorn-gevent"),
+            ("asgi-hello", "uvicorn"),
+            ("asgi-sleep", "uvicorn"),
+        ):
+            ratio(f"{scen}: greenserve / {base}", scen, "greenserve", BASELINE)
+            ratio(f"{scen}: {base} / {SERVERS[ref].label}", scen, BASELINE, ref)
     mem = results.get("memory", {})
     for name in ("greenserve", "greenserve-h11", "gunicorn-gevent"):
         r = mem.get(name)
@@ -1106,6 +1127,54 @@ def machine_info() -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------
+# Baseline: greenserve at another revision, measured in the same rounds
+
+BASELINE = "greenserve@base"
+
+
+def export_revision(rev: str, into: Path) -> str:
+    """Write the tree of git revision ``rev`` into ``into``; return its short commit id."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if commit.returncode:
+        raise SystemExit(f"--baseline {rev}: not a commit in {ROOT}: {commit.stderr.strip()}")
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev], capture_output=True, check=True
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    # Check the server would import that tree and not this checkout (or an installed copy).
+    # Not from ROOT: ``-c`` puts the working directory first, the console script does not.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(into), str(ROOT)])}
+    where = subprocess.run(
+        [sys.executable, "-c", "import greenserve; print(greenserve.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=into.parent,
+        check=False,
+    ).stdout.strip()
+    if not where.startswith(str(into)):
+        raise SystemExit(f"--baseline {rev}: greenserve imports from {where or '?'}, not from {into}")
+    return commit.stdout.strip()
+
+
+def add_baseline(rev: str, into: Path, plan: dict[str, list[str]], args) -> str:
+    """Register greenserve@REV and measure it wherever this checkout's greenserve is measured."""
+    short = export_revision(rev, into)
+    SERVERS[BASELINE] = ServerSpec(BASELINE, f"greenserve @ {short} (baseline)", cmd_greenserve, into)
+    args.server_args[BASELINE] = args.server_args.get("greenserve", [])
+    for servers in plan.values():
+        if "greenserve" in servers:
+            servers.insert(servers.index("greenserve") + 1, BASELINE)
+    return short
+
+
+# --------------------------------------------------------------------------
 # Main
 
 
@@ -1198,6 +1267,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"extra arguments for one server ({', '.join(TAKES_ARGS)}), "
         "e.g. --server-args 'greenserve=--worker-connections 1100'; repeatable",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure greenserve at this git revision (e.g. a commit or main~3), in the same rounds "
+        "as this checkout, with the same --server-args",
+    )
     p.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
     p.add_argument("--keep-raw", action="store_true", help="keep wrk's raw output in the JSON")
@@ -1230,6 +1305,10 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     logdir = BENCH / "results" / stamp
     logdir.mkdir(parents=True, exist_ok=True)
+    baseline_dir = tempfile.TemporaryDirectory(prefix="greenserve-baseline-")
+    if args.baseline:
+        short = add_baseline(args.baseline, Path(baseline_dir.name), plan, args)
+        log(f"baseline: greenserve at {short} ({args.baseline}), from {baseline_dir.name}")
     command = shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
     started = datetime.datetime.now().astimezone()
     load_before = Path("/proc/loadavg").read_text().split()[:3]
@@ -1253,6 +1332,7 @@ def main(argv: list[str] | None = None) -> int:
         log("\ninterrupted: stopping servers, reporting what was measured")
     finally:
         PROCS.stop_all()
+        baseline_dir.cleanup()
     finished = datetime.datetime.now().astimezone()
     load_after = Path("/proc/loadavg").read_text().split()[:3]
 
