@@ -27,6 +27,8 @@ _SERVER_MANAGED = frozenset(("connection", "keep-alive", "transfer-encoding", "p
 _NAME_CACHE: dict[str, int] = {}
 _STATUS_CACHE: dict[str, tuple[int, bytes]] = {}
 _HEAD_CACHE: dict[tuple, tuple[bytes, int | None, bool, bool, bool]] = {}
+#: ``Content-Length: N`` lines: formatting the int costs 600 instructions, the lookup 60.
+_LENGTH_LINES: dict[int, bytes] = {}
 #: Bound on each cache: keys come from applications, never from clients, but stay bounded anyway.
 _CACHE_LIMIT = 1024
 
@@ -292,7 +294,11 @@ def serialize(
     """
     parts = [head.status_line, head.block]
     if content_length is not None:
-        parts.append(b"Content-Length: %d\r\n" % content_length)
+        line = _LENGTH_LINES.get(content_length)
+        if line is None:
+            line = b"Content-Length: %d\r\n" % content_length
+            _remember(_LENGTH_LINES, content_length, line)
+        parts.append(line)
     elif chunked:
         parts.append(b"Transfer-Encoding: chunked\r\n")
     if not keep_alive:

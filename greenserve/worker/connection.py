@@ -450,6 +450,10 @@ class Connection:
         # buffered in the SSL object, so it always reads first).
         wait_readable = None if self.TLS else getattr(sock, "_wait", None)
         read_event = getattr(sock, "_read_event", None)
+        # Once readable, the socket's own recv(2): gevent's wrapper around it costs
+        # 0.15 us a request (1% of a hello request, timeit on a socketpair).
+        raw = getattr(sock, "_sock", None) if wait_readable is not None else None
+        raw_recv = raw.recv if raw is not None else None
         while True:
             if not events:
                 if server.stopping:
@@ -464,9 +468,16 @@ class Connection:
                     server.wake_acceptors()  # the pool is full: this slot may be reused
                 self.deadline = now + timeout
                 try:
-                    if self.requests and wait_readable is not None:
-                        wait_readable(read_event)
-                    data = sock.recv(RECV_SIZE)
+                    if self.requests and raw_recv is not None:
+                        while True:
+                            wait_readable(read_event)
+                            try:
+                                data = raw_recv(RECV_SIZE)
+                                break
+                            except BlockingIOError:
+                                continue  # a readiness without bytes (spurious): wait again
+                    else:
+                        data = sock.recv(RECV_SIZE)
                 except OSError:
                     self.waiting = BUSY
                     self.deadline = 0.0

@@ -410,3 +410,12 @@ def test_asgi_headers_may_be_any_iterable() -> None:
     head = Head.from_asgi(200, ((name, value) for name, value in [(b"x-one", b"1"), (b"x-two", b"2")]))
     assert head.block == b"x-one: 1\r\nx-two: 2\r\n"
     assert Head.from_asgi(200, [[b"x-list", b"3"]]).block == b"x-list: 3\r\n"
+
+
+def test_content_length_line_for_any_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(response, "_LENGTH_LINES", {})
+    head = Head("200 OK", [])
+    for length in [0, 13, 10**15, *range(response._CACHE_LIMIT + 20), 13]:
+        data = serialize(head, DATE, SERVER, length, False, True, False)
+        assert data == b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % length + DATE + SERVER + b"\r\n"
+    assert len(response._LENGTH_LINES) == response._CACHE_LIMIT  # application-chosen, still bounded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from greenserve.errors import ProtocolError
+from greenserve.protocol import rules
 from greenserve.protocol.events import Limits, Request
 from greenserve.protocol.rules import (
     METHODS,
@@ -459,3 +460,20 @@ def test_finish_head_upgrade_needs_connection_upgrade() -> None:
 def test_finish_head_keeps_fields_as_given() -> None:
     headers = [(b"hOsT", b"a"), (b"X-A", b"1"), (b"x-a", b"2")]
     assert finish(headers).headers == headers
+
+
+@pytest.mark.parametrize("value", [b"a b", b"[::1", b"a@b", b"a:b", b"exa\x7fmple", b"a]"])
+def test_invalid_host_is_refused_whatever_was_accepted_before(value: bytes) -> None:
+    finish([(b"Host", b"example.com:8080")])
+    assert finish_status([(b"Host", value)]) == 400
+    assert value not in rules._VALID_HOSTS
+    assert finish_status([(b"Host", value)]) == 400  # not remembered in either sense
+
+
+def test_valid_hosts_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rules, "_VALID_HOSTS", set())
+    for i in range(rules._VALID_HOSTS_LIMIT + 50):  # clients choose Host values: no growth past the bound
+        assert finish([(b"Host", b"h%d.example:80" % i)]).headers == [(b"Host", b"h%d.example:80" % i)]
+    assert len(rules._VALID_HOSTS) == rules._VALID_HOSTS_LIMIT
+    assert finish([(b"Host", b"[::1]:8000")]).version == "1.1"  # past the bound: checked, accepted
+    assert finish_status([(b"Host", b"a b")]) == 400

@@ -159,7 +159,7 @@ class PairHTTPConnection(http.client.HTTPConnection):
 class PairHarness:
     """One :class:`Connection` serving one end of a socketpair; the test holds the other end."""
 
-    def __init__(self, app: Callable, **settings: Any) -> None:
+    def __init__(self, app: Callable, wrap: Callable[[Any], Any] | None = None, **settings: Any) -> None:
         config = from_mapping({**DEFAULTS, **settings}, "test")
         self.server = WorkerServer(config, app, [])
         self.server.start()  # no listeners: only the timeout reaper
@@ -178,7 +178,9 @@ class PairHarness:
             multiprocess=False,
             extra={"wsgi.errors": sys.stderr, "wsgi.file_wrapper": FileWrapper},
         )
-        self.conn = Connection(self.server, gsock, base, None)
+        #: ``wrap``: stands between the connection and its socket (to simulate what the kernel rarely does).
+        self.sock = wrap(gsock) if wrap is not None else gsock
+        self.conn = Connection(self.server, self.sock, base, None)
         self.server.connections.add(self.conn)
         self.conn.greenlet = gevent.spawn(self.conn.run)
 
@@ -191,8 +193,8 @@ class PairHarness:
 def pair() -> Iterator[Callable[..., PairHarness]]:
     made: list[PairHarness] = []
 
-    def make(app: Callable, **settings: Any) -> PairHarness:
-        made.append(PairHarness(app, **settings))
+    def make(app: Callable, wrap: Callable[[Any], Any] | None = None, **settings: Any) -> PairHarness:
+        made.append(PairHarness(app, wrap, **settings))
         return made[-1]
 
     yield make

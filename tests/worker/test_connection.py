@@ -448,6 +448,42 @@ def test_socketpair_pipelining_and_continue(pair):
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+class SpuriousReadiness:
+    """A gevent socket whose readiness, before each later request, first has no bytes behind it."""
+
+    def __init__(self, sock) -> None:
+        self._real = sock
+        self._sock = self  # the connection reads through ``_sock`` once the socket is readable
+        self.requests_read = 0
+        self.spurious = 0
+
+    def recv(self, size: int) -> bytes:
+        if self.requests_read and self.spurious < self.requests_read:
+            self.spurious += 1
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        data = self._real.recv(size)
+        self.requests_read += 1
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+
+def test_socketpair_readiness_without_bytes_loses_no_request(pair):
+    p = pair(make_app(), wrap=SpuriousReadiness)
+
+    def client():
+        conn = PairHTTPConnection(p.client)
+        bodies = []
+        for path in ("/a", "/b", "/c"):
+            conn.request("GET", path)
+            bodies.append(conn.getresponse().read())
+        return bodies
+
+    assert run_in_thread(client) == [b"/a", b"/b", b"/c"]
+    assert p.sock.spurious == 2  # the second and third requests each met one EAGAIN first
+
+
 def test_socketpair_client_close_ends_the_greenlet(pair):
     p = pair(make_app())
 
