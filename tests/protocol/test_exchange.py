@@ -123,9 +123,7 @@ def ok(
     return respond
 
 
-def streamed(
-    *pieces: bytes, headers: list[tuple[str, str]] | None = None, status: str = "200 OK"
-) -> Respond:
+def streamed(*pieces: bytes, headers: list[tuple[str, str]] | None = None, status: str = "200 OK") -> Respond:
     """An application writing its body in pieces, length unknown up front."""
 
     def respond(exchange: Exchange, request: Request, received: bytes) -> bytes:
