@@ -117,8 +117,8 @@ class HttptoolsHeadParser:
             return
         parser = self._parser
         # The line llhttp accepted ends with "HTTP/d.d": its last three bytes are the version.
-        # get_http_version() formats two ints into a new str (800 instructions, 0.9% of a
-        # hello request in bench/instructions.py).
+        # get_http_version() formats two ints into a new str: 174 ns, this lookup 87 ns
+        # (timeit; a hello request takes 13 us).
         version = _VERSIONS.get(head[eol - 3 : eol]) or parser.get_http_version()
         self._request = finish_head(
             parser.get_method().decode("ascii"),

