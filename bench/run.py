@@ -60,6 +60,8 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -633,6 +635,40 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def rotated(order: list[str], rnd: int) -> list[str]:
+    """Round ``rnd``'s server order: A B C, then B C A, ... (no server always first or last)."""
+    shift = rnd % len(order) if order else 0
+    return order[shift:] + order[:shift]
+
+
+def measure_quietly(label: str, pid: int, measure: Callable[[], dict], args) -> dict:
+    """One measured run of ``measure()`` on the server ``pid``, with the cores' use added to its result.
+
+    Waits (up to --quiet-wait) for both cores to be quiet first, and redoes the
+    run (up to --retries) while other processes took more than --max-noise of
+    either core; the last attempt is kept whatever its noise.
+    """
+    for attempt in range(args.retries + 1):
+        if args.quiet_wait > 0:
+            waited = wait_quiet((args.server_cpu, args.client_cpu), args.max_noise, args.quiet_wait)
+            if waited >= 1.0:
+                log(f"    (waited {waited:.0f}s for the cores to be quiet)")
+        meter = CoreMeter(args.server_cpu, pid)
+        client_meter = ClientMeter(args.client_cpu)
+        res = measure()
+        res["server_cpu"], res["noise_cpu"] = meter.done()
+        res["client_core_cpu"], res["client_noise_cpu"] = client_meter.done()
+        res["attempts"] = attempt + 1
+        if max(res["noise_cpu"], res["client_noise_cpu"]) <= args.max_noise or attempt == args.retries:
+            break
+        log(
+            f"    {label} discarded: other processes used {res['noise_cpu']:.0f}% of the server core, "
+            f"{res['client_noise_cpu']:.0f}% of the client core; again"
+        )
+        time.sleep(args.pause)
+    return res
+
+
 def measure_load(scenario: Scenario, servers: list[str], args, logdir: Path, results: dict) -> None:
     """Warm up, then rounds with rotated order; median per server (filled into ``results``)."""
     log(f"\n=== {scenario.name}: {scenario.title}")
@@ -664,8 +700,7 @@ def measure_load(scenario: Scenario, servers: list[str], args, logdir: Path, res
             time.sleep(args.pause)
         order = [n for n in order if results[n]["status"] == "ok"]
         for rnd in range(args.rounds):
-            shift = rnd % len(order) if order else 0
-            this_round = order[shift:] + order[:shift]
+            this_round = rotated(order, rnd)
             log(f"  round {rnd + 1}/{args.rounds}: {' '.join(this_round)}")
             for name in this_round:
                 run = running[name]
@@ -673,28 +708,12 @@ def measure_load(scenario: Scenario, servers: list[str], args, logdir: Path, res
                     if results[name]["status"] == "ok":
                         results[name].update(status="failed", note=f"server died: {tail(run.log)}")
                     continue
-                for attempt in range(args.retries + 1):
-                    if args.quiet_wait > 0:
-                        waited = wait_quiet(
-                            (args.server_cpu, args.client_cpu), args.max_noise, args.quiet_wait
-                        )
-                        if waited >= 1.0:
-                            log(f"    (waited {waited:.0f}s for the cores to be quiet)")
-                    meter = CoreMeter(args.server_cpu, run.proc.pid)
-                    client_meter = ClientMeter(args.client_cpu)
-                    res = run_wrk(run.port, scenario.connections, args.duration, args)
-                    res["server_cpu"], res["noise_cpu"] = meter.done()
-                    res["client_core_cpu"], res["client_noise_cpu"] = client_meter.done()
-                    res["attempts"] = attempt + 1
-                    noise = max(res["noise_cpu"], res["client_noise_cpu"])
-                    if noise <= args.max_noise or attempt == args.retries:
-                        break
-                    log(
-                        f"    {name:16s} {fmt_num(res.get('rps')):>9s} req/s discarded: other processes used "
-                        f"{res['noise_cpu']:.0f}% of the server core, {res['client_noise_cpu']:.0f}% of "
-                        "the client core; again"
-                    )
-                    time.sleep(args.pause)
+                res = measure_quietly(
+                    f"{name:16s}",
+                    run.proc.pid,
+                    partial(run_wrk, run.port, scenario.connections, args.duration, args),
+                    args,
+                )
                 if not args.keep_raw:
                     res.pop("raw", None)
                 results[name]["runs"].append(res)

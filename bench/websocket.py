@@ -59,14 +59,13 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # the harness's own process handling, meters and tables
     PROCS,
-    ClientMeter,
-    CoreMeter,
     check_http,
     fmt_ms,
     fmt_num,
@@ -75,11 +74,12 @@ from run import (  # the harness's own process handling, meters and tables
     log,
     machine_info,
     md_table,
+    measure_quietly,
     raise_nofile,
+    rotated,
     tail,
     text_table,
     wait_port,
-    wait_quiet,
 )
 from ws_apps import MODULE_PATH
 
@@ -308,34 +308,19 @@ def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results:
             time.sleep(args.pause)
         order = list(running)
         for rnd in range(args.rounds):
-            shift = rnd % len(order) if order else 0
-            this_round = order[shift:] + order[:shift]
+            this_round = rotated(order, rnd)
             log(f"  round {rnd + 1}/{args.rounds}: {' '.join(this_round)}")
             for name in this_round:
                 run = running[name]
                 if run.proc.poll() is not None:
                     results[name].update(status="failed", note=f"server died: {tail(run.log)}")
                     continue
-                for attempt in range(args.retries + 1):
-                    if args.quiet_wait > 0:
-                        waited = wait_quiet(
-                            (args.server_cpu, args.client_cpu), args.max_noise, args.quiet_wait
-                        )
-                        if waited >= 1.0:
-                            log(f"    (waited {waited:.0f}s for the cores to be quiet)")
-                    meter, client_meter = (
-                        CoreMeter(args.server_cpu, run.proc.pid),
-                        ClientMeter(args.client_cpu),
-                    )
-                    res = run_client(run.port, scenario.connections, args.duration, args)
-                    res["server_cpu"], res["noise_cpu"] = meter.done()
-                    res["client_core_cpu"], res["client_noise_cpu"] = client_meter.done()
-                    res["attempts"] = attempt + 1
-                    noise = max(res["noise_cpu"], res["client_noise_cpu"])
-                    if noise <= args.max_noise or attempt == args.retries:
-                        break
-                    log(f"    {name:26s} discarded: others used {noise:.0f}% of a core; again")
-                    time.sleep(args.pause)
+                res = measure_quietly(
+                    f"{name:26s}",
+                    run.proc.pid,
+                    partial(run_client, run.port, scenario.connections, args.duration, args),
+                    args,
+                )
                 results[name]["runs"].append(res)
                 log(
                     f"    {name:26s} {fmt_num(res.get('rate')):>8s} msg/s"
