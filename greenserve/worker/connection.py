@@ -448,7 +448,7 @@ class Connection:
         # instead of a recv(2) that would fail with EAGAIN and raise (gevent's
         # own wait, the one its recv() makes after EAGAIN; TLS may have bytes
         # buffered in the SSL object, so it always reads first).
-        wait_readable = getattr(sock, "_wait", None)
+        wait_readable: Any = getattr(sock, "_wait", None)
         read_event = getattr(sock, "_read_event", None)
         # Once readable, the socket's own recv(2): gevent's wrapper around it costs
         # 0.15 us a request (1% of a hello request, timeit on a socketpair).
@@ -468,7 +468,7 @@ class Connection:
                     server.wake_acceptors()  # the pool is full: this slot may be reused
                 self.deadline = now + timeout
                 try:
-                    if self.requests and raw_recv is not None and wait_readable is not None:
+                    if self.requests and raw_recv is not None:  # (then wait_readable is too)
                         while True:
                             wait_readable(read_event)
                             try:
