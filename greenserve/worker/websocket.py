@@ -166,10 +166,8 @@ class WebSocketHandshake:
         accept = AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=extra_headers)
         data = self.ws.send(accept)
         sock, pending = self.conn.take_over()
-        # Messages are framed by greenserve unless per-message deflate may be in use.
-        compressing = bool(extensions) and any(
-            "permessage-deflate" in str(offer) for offer in self.extensions
-        )
+        # Messages are framed by greenserve unless per-message deflate was negotiated.
+        compressing = any(extension.enabled() for extension in extensions)
         transport = WebSocketTransport(self.conn, sock, self.ws, settings, subprotocol, compressing)
         transport.write(data)
         transport.start(pending)

@@ -88,6 +88,18 @@ def test_compressed_messages_echo(server):
             assert conn.recv(timeout=5) == message
 
 
+def test_negotiated_compression_is_what_the_server_sends(server):
+    """With permessage-deflate agreed, the server's messages go out compressed (RSV1), not plain."""
+    text = b"compressible " * 100
+    with RawClient(server.address, headers=[("Sec-WebSocket-Extensions", "permessage-deflate")]) as raw:
+        assert raw.headers.get("sec-websocket-extensions", "").startswith("permessage-deflate")
+        raw.send(frame(TEXT, text))  # a client may send any message uncompressed
+        raw.sock.settimeout(5)
+        first = raw.sock.recv(65536)
+    assert first[0] == 0x80 | 0x40 | TEXT, first[:2]  # FIN, RSV1 (compressed), text
+    assert first[1] & 0x7F < len(text) // 10, first[:2]
+
+
 def test_compression_can_be_refused(no_deflate):
     with ws_connect(no_deflate, compression="deflate") as conn:
         assert "Sec-WebSocket-Extensions" not in conn.response.headers
