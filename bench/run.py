@@ -60,7 +60,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -635,10 +635,23 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def rotated(order: list[str], rnd: int) -> list[str]:
-    """Round ``rnd``'s server order: A B C, then B C A, ... (no server always first or last)."""
-    shift = rnd % len(order) if order else 0
-    return order[shift:] + order[:shift]
+def turns(order: list[str], running: dict[str, Any], results: dict, args) -> Iterator[tuple[str, Any]]:
+    """Each live server's turn, ``args.rounds`` rounds in rotated order (A B C, then B C A, ...).
+
+    ``running`` maps a name to its started server (``.proc``, ``.log``); one that
+    died is marked failed in ``results`` and skipped.
+    """
+    for rnd in range(args.rounds):
+        shift = rnd % len(order) if order else 0
+        this_round = order[shift:] + order[:shift]
+        log(f"  round {rnd + 1}/{args.rounds}: {' '.join(this_round)}")
+        for name in this_round:
+            run = running[name]
+            if run.proc.poll() is not None:
+                if results[name]["status"] == "ok":
+                    results[name].update(status="failed", note=f"server died: {tail(run.log)}")
+                continue
+            yield name, run
 
 
 def measure_quietly(label: str, pid: int, measure: Callable[[], dict], args) -> dict:
@@ -699,36 +712,28 @@ def measure_load(scenario: Scenario, servers: list[str], args, logdir: Path, res
                 results[name]["note"] = f"warm-up: {warm['failed']}"
             time.sleep(args.pause)
         order = [n for n in order if results[n]["status"] == "ok"]
-        for rnd in range(args.rounds):
-            this_round = rotated(order, rnd)
-            log(f"  round {rnd + 1}/{args.rounds}: {' '.join(this_round)}")
-            for name in this_round:
-                run = running[name]
-                if not run.alive():
-                    if results[name]["status"] == "ok":
-                        results[name].update(status="failed", note=f"server died: {tail(run.log)}")
-                    continue
-                res = measure_quietly(
-                    f"{name:16s}",
-                    run.proc.pid,
-                    partial(run_wrk, run.port, scenario.connections, args.duration, args),
-                    args,
-                )
-                if not args.keep_raw:
-                    res.pop("raw", None)
-                results[name]["runs"].append(res)
-                errs = sum(res.get("errors", {}).values())
-                log(
-                    f"    {name:16s} {fmt_num(res.get('rps')):>9s} req/s  p99 {fmt_ms(res.get('p99_ms')):>9s}"
-                    f"  non2xx {res.get('non2xx', 0)}  sockerr {errs}"
-                    f"  core{args.server_cpu}: server {res['server_cpu']:.0f}% other {res['noise_cpu']:.0f}%"
-                    f"  core{args.client_cpu}: wrk+harness {res['client_core_cpu']:.0f}%"
-                    f" other {res['client_noise_cpu']:.0f}%"
-                    + (f"  FAILED {res['failed']}" if res.get("failed") else "")
-                )
-                if not run.alive():
-                    results[name].update(status="failed", note=f"server died: {tail(run.log)}")
-                time.sleep(args.pause)
+        for name, run in turns(order, running, results, args):
+            res = measure_quietly(
+                f"{name:16s}",
+                run.proc.pid,
+                partial(run_wrk, run.port, scenario.connections, args.duration, args),
+                args,
+            )
+            if not args.keep_raw:
+                res.pop("raw", None)
+            results[name]["runs"].append(res)
+            errs = sum(res.get("errors", {}).values())
+            log(
+                f"    {name:16s} {fmt_num(res.get('rps')):>9s} req/s  p99 {fmt_ms(res.get('p99_ms')):>9s}"
+                f"  non2xx {res.get('non2xx', 0)}  sockerr {errs}"
+                f"  core{args.server_cpu}: server {res['server_cpu']:.0f}% other {res['noise_cpu']:.0f}%"
+                f"  core{args.client_cpu}: wrk+harness {res['client_core_cpu']:.0f}%"
+                f" other {res['client_noise_cpu']:.0f}%"
+                + (f"  FAILED {res['failed']}" if res.get("failed") else "")
+            )
+            if not run.alive():
+                results[name].update(status="failed", note=f"server died: {tail(run.log)}")
+            time.sleep(args.pause)
     finally:
         for run in running.values():
             PROCS.stop(run.proc)

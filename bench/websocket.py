@@ -76,9 +76,9 @@ from run import (  # the harness's own process handling, meters and tables
     md_table,
     measure_quietly,
     raise_nofile,
-    rotated,
     tail,
     text_table,
+    turns,
     wait_port,
 )
 from ws_apps import MODULE_PATH
@@ -307,30 +307,23 @@ def measure(scenario: Scenario, servers: list[str], args, logdir: Path, results:
             run_client(run.port, scenario.connections, args.warmup, args)
             time.sleep(args.pause)
         order = list(running)
-        for rnd in range(args.rounds):
-            this_round = rotated(order, rnd)
-            log(f"  round {rnd + 1}/{args.rounds}: {' '.join(this_round)}")
-            for name in this_round:
-                run = running[name]
-                if run.proc.poll() is not None:
-                    results[name].update(status="failed", note=f"server died: {tail(run.log)}")
-                    continue
-                res = measure_quietly(
-                    f"{name:26s}",
-                    run.proc.pid,
-                    partial(run_client, run.port, scenario.connections, args.duration, args),
-                    args,
-                )
-                results[name]["runs"].append(res)
-                log(
-                    f"    {name:26s} {fmt_num(res.get('rate')):>8s} msg/s"
-                    f"  p50 {fmt_ms(res.get('p50_ms')):>9s}"
-                    f"  p99 {fmt_ms(res.get('p99_ms')):>9s}  failed to open {res.get('failed_to_open', '-')}"
-                    f"  dropped {res.get('dropped', '-')}  client {fmt_num(res.get('client_cpu'))}%"
-                    f"  core{args.server_cpu}: server {res['server_cpu']:.0f}% other {res['noise_cpu']:.0f}%"
-                    + (f"  FAILED {res['failed']}" if res.get("failed") else "")
-                )
-                time.sleep(args.pause)
+        for name, run in turns(order, running, results, args):
+            res = measure_quietly(
+                f"{name:26s}",
+                run.proc.pid,
+                partial(run_client, run.port, scenario.connections, args.duration, args),
+                args,
+            )
+            results[name]["runs"].append(res)
+            log(
+                f"    {name:26s} {fmt_num(res.get('rate')):>8s} msg/s"
+                f"  p50 {fmt_ms(res.get('p50_ms')):>9s}"
+                f"  p99 {fmt_ms(res.get('p99_ms')):>9s}  failed to open {res.get('failed_to_open', '-')}"
+                f"  dropped {res.get('dropped', '-')}  client {fmt_num(res.get('client_cpu'))}%"
+                f"  core{args.server_cpu}: server {res['server_cpu']:.0f}% other {res['noise_cpu']:.0f}%"
+                + (f"  FAILED {res['failed']}" if res.get("failed") else "")
+            )
+            time.sleep(args.pause)
     finally:
         for run in running.values():
             PROCS.stop(run.proc)
